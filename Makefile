@@ -1,0 +1,51 @@
+# motionclr — every target is a thin wrapper over the `motionclr` CLI.
+# Variables: DATASET DATA_ROOT CACHE METHOD RUN DEVICE WORKERS ARGS (dotted overrides).
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+DATASET  ?= synthetic
+DATA_ROOT ?= data/$(DATASET)
+CACHE    ?= cache
+METHOD   ?= moco
+RUN      ?= runs/$(DATASET)-$(METHOD)
+DEVICE   ?= cpu
+WORKERS  ?= 2
+ARGS     ?=
+CONFIGS  := configs/datasets/$(DATASET).yaml configs/methods/$(METHOD).yaml
+COMMON   := data.dataset=$(DATASET) data.root=$(DATA_ROOT) data.cache=$(CACHE) \
+            pipeline.workers=$(WORKERS) flow.device=$(DEVICE)
+MOTIONCLR := $(BIN)/motionclr
+
+.PHONY: setup demo flow pretrain eval-retrieval bench test lint clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(MOTIONCLR) demo --config configs/datasets/synthetic.yaml configs/methods/moco.yaml \
+	    configs/demo.yaml data.cache=$(CACHE) pipeline.workers=$(WORKERS) \
+	    train.device=$(DEVICE) train.run=runs/demo-moco $(ARGS)
+
+flow: setup
+	$(MOTIONCLR) flow --config configs/datasets/$(DATASET).yaml $(COMMON) $(ARGS)
+
+pretrain: setup
+	$(MOTIONCLR) pretrain --config $(CONFIGS) $(COMMON) train.device=$(DEVICE) \
+	    train.run=$(RUN) $(ARGS)
+
+eval-retrieval: setup
+	$(MOTIONCLR) eval retrieval --run $(RUN) --device $(DEVICE) data.root=$(DATA_ROOT) \
+	    data.cache=$(CACHE) $(ARGS)
+
+bench: setup
+	$(MOTIONCLR) bench flow $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q $(ARGS)
+
+clean:
+	rm -rf runs/demo-moco cache/synthetic data/synthetic

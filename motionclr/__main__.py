@@ -1,0 +1,5 @@
+import sys
+
+from motionclr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,212 @@
+"""Typed configs: dataclass defaults <- YAML file(s) <- dotted command-line overrides.
+
+Unknown keys fail at once with the valid choices; values are coerced to the field's type
+(``train.epochs=5`` -> int). The resolved config is saved as ``config.yaml`` in every run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataCfg:
+    dataset: str = "synthetic"     # a source in motionclr.datasets.sources.SOURCES
+    root: str = "data/synthetic"   # dataset root (official layout)
+    split: int = 1                 # official split number (UCF101/HMDB51: 1-3)
+    cache: str = "cache"           # where stage outputs live, each under a content hash
+    limit: int = 0                 # keep only the first N videos (0 = all); for smoke runs
+    flip: str = "off"              # horizontal flip policy: off | shared | independent
+
+
+@dataclass
+class DecodeCfg:
+    short_side: int = 128          # resize so the short side is this many pixels (0 = native)
+    fps: float = 0.0               # resample to this frame rate (0 = keep the source's)
+    timeout: float = 600.0         # seconds per video before ffmpeg is killed
+    max_frames: int = 0            # cap decoded frames per video (0 = no cap)
+
+
+@dataclass
+class FlowCfg:
+    method: str = "tvl1"           # a key of motionclr.flow.FLOW_METHODS
+    bound: float = 20.0            # clip |flow| to this many pixels before uint8 quantisation
+    device: str = "cpu"            # torch device for torch-based estimators
+    params: dict = field(default_factory=dict)  # estimator parameters (e.g. {warps: 3})
+
+
+@dataclass
+class PipelineCfg:
+    workers: int = 2               # parallel videos (joblib)
+    backend: str = "loky"          # joblib backend: loky | threading | ray | dask
+    shard_mb: int = 1024           # target shard size
+    shard: str = ""                # "i/n": process only slice i of n (job arrays)
+    compression: str = "none"      # none | lzf | gzip  (for the flow dataset)
+
+
+@dataclass
+class ClipCfg:
+    clip_len: int = 16             # frames per clip
+    stride: int = 2                # temporal stride between sampled frames
+    crop: int = 112                # spatial size fed to the network
+
+
+@dataclass
+class ModelCfg:
+    backbone: str = "r3d_18"       # r3d_18 | r2plus1d_18 | s3d | small3d
+    width: int = 32                # base width of small3d
+    dim: int = 128                 # projection output dimension
+
+
+@dataclass
+class MethodCfg:
+    name: str = "moco"             # a key of motionclr.train.methods.METHODS
+    temperature: float = 0.07
+    queue_size: int = 4096
+    momentum: float = 0.99         # key-encoder EMA at the start; cosine-scheduled to 1
+    params: dict = field(default_factory=dict)  # method-specific extras
+
+
+@dataclass
+class TrainCfg:
+    epochs: int = 100
+    batch_size: int = 32
+    optimizer: str = "sgd"         # sgd | adam
+    lr: float = 0.03               # for batch_size 256; scaled linearly with batch size
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 5
+    grad_clip: float = 0.0         # 0 = no clipping
+    num_workers: int = 2
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True               # used on CUDA only
+    run: str = ""                  # run directory; default runs/<dataset>-<method>
+    log_every: int = 10
+
+
+@dataclass
+class EvalCfg:
+    num_clips: int = 10            # uniformly spaced clips per video, features averaged
+    center: bool = True            # subtract the set's mean feature (CoCLR/MSCL protocol)
+    ks: list = field(default_factory=lambda: [1, 5, 10, 20, 50])
+    batch_size: int = 16
+
+
+@dataclass
+class Config:
+    data: DataCfg = field(default_factory=DataCfg)
+    decode: DecodeCfg = field(default_factory=DecodeCfg)
+    flow: FlowCfg = field(default_factory=FlowCfg)
+    pipeline: PipelineCfg = field(default_factory=PipelineCfg)
+    clip: ClipCfg = field(default_factory=ClipCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+    method: MethodCfg = field(default_factory=MethodCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    eval: EvalCfg = field(default_factory=EvalCfg)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ValueError(f"{key}: expected a boolean, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"{key}: expected {tp.__name__}, got {value!r}")
+        try:
+            out = tp(value)
+        except ValueError:
+            raise ValueError(f"{key}: expected {tp.__name__}, got {value!r}") from None
+        if tp is int and isinstance(value, float) and value != out:
+            raise ValueError(f"{key}: expected an integer, got {value!r}")
+        return out
+    if tp is str:
+        return "" if value is None else str(value)
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is list or origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list, got {value!r}")
+        return list(value)
+    return value
+
+
+def _apply(obj: Any, key: str, value: Any, prefix: str = "") -> None:
+    """Set dotted ``key`` on the dataclass tree ``obj``; dict fields accept nested keys."""
+    head, _, rest = key.partition(".")
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    if head not in names:
+        raise KeyError(f"unknown config key {prefix + head!r}; valid keys under "
+                       f"{prefix.rstrip('.') or 'the top level'}: {sorted(names)}")
+    current = getattr(obj, head)
+    hints = typing.get_type_hints(type(obj))
+    if dataclasses.is_dataclass(current):
+        if rest:
+            _apply(current, rest, value, prefix + head + ".")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                _apply(current, k, v, prefix + head + ".")
+        else:
+            raise ValueError(f"{prefix + head}: expected a mapping, got {value!r}")
+        return
+    if isinstance(current, dict) and rest:
+        d = current
+        parts = rest.split(".")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = value
+        return
+    if rest:
+        raise KeyError(f"{prefix + head} is a value, not a section: cannot set {prefix + key!r}")
+    setattr(obj, head, _coerce(value, hints[head], prefix + head))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like section.key=value")
+    key, _, raw = text.partition("=")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(paths: list[str | Path] | str | Path | None = None,
+                overrides: list[str] | None = None) -> Config:
+    """Defaults, then each YAML file in order, then ``key=value`` overrides."""
+    cfg = Config()
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    for p in paths or []:
+        data = yaml.safe_load(Path(p).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: a config file must hold a mapping")
+        for k, v in data.items():
+            _apply(cfg, k, v)
+    for o in overrides or []:
+        _apply(cfg, *parse_override(o))
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def config_from_dict(d: dict) -> Config:
+    cfg = Config()
+    for k, v in d.items():
+        _apply(cfg, k, v)
+    return cfg
+
+
+__all__ = ["Config", "load_config", "save_config", "config_from_dict", "parse_override"]

@@ -1,0 +1,85 @@
+"""UCF101 in its official layout.
+
+Videos: ``<root>/<Class>/v_<Class>_gXX_cYY.avi`` (or under ``<root>/UCF101/``).
+Splits: ``ucfTrainTestlist/classInd.txt`` (``<1-based id> <Class>``), ``trainlistNN.txt``
+(``<Class>/<file>.avi <1-based label>``) and ``testlistNN.txt`` (no label column).
+Labels are 0-based internally (classInd id - 1); the class name is kept.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from motionclr.datasets.sources.base import VideoEntry, resolve_inside
+
+_GROUP = re.compile(r"_g(\d+)_c\d+", re.IGNORECASE)
+
+
+def find_layout(root: Path) -> tuple[Path, Path]:
+    """(video root, split-file dir); raises with what is missing when the root is wrong."""
+    root = Path(root)
+    tried = []
+    for video_root in (root, root / "UCF101"):
+        for split_dir in (video_root / "ucfTrainTestlist", root / "ucfTrainTestlist"):
+            tried.append(str(split_dir / "classInd.txt"))
+            if (split_dir / "classInd.txt").is_file():
+                return video_root, split_dir
+    raise FileNotFoundError(
+        f"no UCF101 split files under {root}: looked for {', '.join(dict.fromkeys(tried))}. "
+        "Expected the official layout <root>/<Class>/v_<Class>_gXX_cYY.avi with "
+        "<root>/ucfTrainTestlist/{classInd,trainlist01,testlist01}.txt")
+
+
+def read_class_index(path: Path) -> list[str]:
+    names: dict[int, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            idx, name = line.split()
+            names[int(idx) - 1] = name  # 1-based on disk, 0-based here
+    if sorted(names) != list(range(len(names))):
+        raise ValueError(f"{path}: class ids are not 1..N")
+    return [names[i] for i in range(len(names))]
+
+
+def list_videos(root: str | Path, split: int = 1, check_files: bool = True) -> list[VideoEntry]:
+    """Every video of the split's train and test lists, train first, in file order."""
+    if split not in (1, 2, 3):
+        raise ValueError(f"UCF101 split must be 1, 2 or 3, got {split}")
+    video_root, split_dir = find_layout(Path(root))
+    classes = read_class_index(split_dir / "classInd.txt")
+    by_lower = {c.lower(): i for i, c in enumerate(classes)}
+    entries, missing = [], []
+    for subset, fname in (("train", f"trainlist0{split}.txt"), ("test", f"testlist0{split}.txt")):
+        f = split_dir / fname
+        if not f.is_file():
+            raise FileNotFoundError(f"missing split file {f}")
+        for line in f.read_text().splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            rel = parts[0]
+            cls = rel.split("/")[0]
+            if cls.lower() not in by_lower:
+                raise ValueError(f"{f}: class {cls!r} is not in classInd.txt")
+            label = by_lower[cls.lower()]
+            if len(parts) > 1 and int(parts[1]) - 1 != label:
+                raise ValueError(f"{f}: {rel} has label {parts[1]} but classInd says {label + 1}")
+            path = resolve_inside(video_root, rel)
+            if check_files and not path.is_file():
+                missing.append(rel)
+            g = _GROUP.search(rel)
+            entries.append(VideoEntry(path=path, video_id=str(Path(rel).with_suffix("")),
+                                      label=label, label_name=classes[label], subset=subset,
+                                      group=f"{classes[label]}_g{g.group(1)}" if g else None))
+    if missing and len(missing) == len(entries):
+        raise FileNotFoundError(f"none of the {len(entries)} videos in the split files exist "
+                                f"under {video_root} (first: {missing[0]}); is DATA_ROOT right?")
+    # Missing files stay in the list: decoding records them as failed with their reason.
+    return entries
+
+
+def check_group_leakage(entries: list[VideoEntry]) -> list[str]:
+    """Groups (same source video) that appear in both train and test; should be empty."""
+    train = {e.group for e in entries if e.subset == "train" and e.group}
+    test = {e.group for e in entries if e.subset == "test" and e.group}
+    return sorted(train & test)

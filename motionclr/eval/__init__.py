@@ -1,0 +1,1 @@
+"""Evaluation protocols sharing one cached feature extractor."""

@@ -1,0 +1,72 @@
+"""Video retrieval: test videos query the train gallery; R@k counts a hit when any of the
+top k neighbours shares the query's class (CoCLR/MSCL protocol: features mean-centred per
+set, L2-normalised, cosine similarity)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def recall_at_k(query_feats, query_labels, gallery_feats, gallery_labels,
+                ks=(1, 5, 10, 20, 50), center: bool = True) -> dict[int, float]:
+    """Recall@k of every query.
+
+    Args:
+        query_feats: (Q, D); gallery_feats: (G, D); labels: (Q,), (G,) ints.
+        ks: cut-offs; a k larger than G is evaluated at G.
+        center: subtract each set's own mean feature before normalising.
+    Returns:
+        {k: fraction of queries with a same-class video among the top k}.
+    """
+    q = np.asarray(query_feats, np.float64)
+    g = np.asarray(gallery_feats, np.float64)
+    if center:
+        q = q - q.mean(axis=0, keepdims=True)
+        g = g - g.mean(axis=0, keepdims=True)
+    q /= np.linalg.norm(q, axis=1, keepdims=True).clip(min=1e-12)
+    g /= np.linalg.norm(g, axis=1, keepdims=True).clip(min=1e-12)
+    sim = q @ g.T                                                # (Q, G)
+    order = np.argsort(-sim, axis=1, kind="stable")
+    hits = np.asarray(gallery_labels)[order] == np.asarray(query_labels)[:, None]
+    return {int(k): float(hits[:, :min(k, g.shape[0])].any(axis=1).mean()) for k in ks}
+
+
+def format_table(recalls: dict, title: str = "") -> str:
+    ks = sorted(recalls)
+    head = "| " + " | ".join(f"R@{k}" for k in ks) + " |"
+    sep = "|" + "---|" * len(ks)
+    row = "| " + " | ".join(f"{100 * recalls[k]:.1f}" for k in ks) + " |"
+    return "\n".join(([title] if title else []) + [head, sep, row])
+
+
+def run_retrieval(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
+                  progress: bool = True) -> dict:
+    """Evaluate ``<run>/checkpoint.pt``; writes ``<run>/retrieval.json``, returns it."""
+    from motionclr.eval.checkpoint import load_run
+    from motionclr.eval.features import cached_features, protocol
+    from motionclr.pipeline.cache import atomic_write_text
+    from motionclr.pipeline.stages import find_flow_stage
+
+    run = Path(run)
+    cfg, model, meta = load_run(run, overrides, device)
+    stage = find_flow_stage(cfg)
+    gallery = cached_features(model, stage, "train", cfg, run, meta, device, progress)
+    query = cached_features(model, stage, "test", cfg, run, meta, device, progress)
+    rec = recall_at_k(query["feats"], query["labels"], gallery["feats"], gallery["labels"],
+                      ks=tuple(cfg.eval.ks), center=cfg.eval.center)
+    result = {"recall": {str(k): v for k, v in rec.items()},
+              "protocol": {**protocol(cfg), "center": cfg.eval.center, "similarity": "cosine",
+                           "l2_normalised": True, "query": "test", "gallery": "train",
+                           "hit": "any of top-k shares the query class",
+                           "n_query": int(len(query["labels"])),
+                           "n_gallery": int(len(gallery["labels"]))},
+              "dataset": cfg.data.dataset, "method": cfg.method.name,
+              "backbone": cfg.model.backbone, "epoch": meta["epoch"], "stage": str(stage)}
+    atomic_write_text(run / "retrieval.json", json.dumps(result, indent=1))
+    if progress:
+        print(format_table(rec, f"retrieval {cfg.data.dataset} {cfg.method.name} "
+                                f"(split {cfg.data.split}, {result['protocol']['n_query']} "
+                                f"queries, {result['protocol']['n_gallery']} gallery)"))
+    return result

@@ -1,0 +1,1 @@
+"""Offline stages: decode -> flow -> pack into HDF5 shards -> motion index; all cached."""

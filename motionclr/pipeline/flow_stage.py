@@ -1,0 +1,219 @@
+"""The `flow` stage: decode every video, compute flow, pack HDF5 shards, write a manifest.
+
+Work is per video and idempotent: a finished video is a file in ``parts/`` (or a
+``.failed.json`` with its reason), so an interrupted run resumes where it stopped and
+several processes (``--shard i/n``) can share one directory. When every video has an
+outcome, the parts are packed into shards and ``manifest.json`` is written last: its
+presence marks the stage complete, and a later run with the same config is a no-op.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from motionclr.config import Config
+from motionclr.datasets.sources import SOURCES, VideoEntry, list_videos
+from motionclr.pipeline import shards
+from motionclr.pipeline.cache import (FORMAT_VERSION, atomic_write_text, file_digest,
+                                      remove_stale_tmp, stable_hash)
+from motionclr.pipeline.decode import DecodeError, decode_video, ffmpeg_version
+
+TORCH_METHODS = ("tvl1_torch", "raft_small", "raft_large")
+
+
+def _version(pkg: str) -> str:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def library_versions(method: str) -> dict:
+    """Versions of what changes the numbers: ffmpeg always, then the flow backend."""
+    import cv2
+    v = {"ffmpeg": ffmpeg_version(), "opencv": cv2.__version__, "numpy": np.__version__,
+         "h5py": _version("h5py"), "format": FORMAT_VERSION}
+    if method in TORCH_METHODS:
+        v["torch"] = _version("torch")
+        v["torchvision"] = _version("torchvision")
+    return v
+
+
+def stage_params(cfg: Config) -> dict:
+    """Everything that determines the flow stage's output except the list of inputs."""
+    return {"decode": {"short_side": cfg.decode.short_side, "fps": cfg.decode.fps,
+                       "max_frames": cfg.decode.max_frames},
+            "flow": {"method": cfg.flow.method, "bound": cfg.flow.bound,
+                     "params": cfg.flow.params},
+            "storage": {"compression": cfg.pipeline.compression},
+            "versions": library_versions(cfg.flow.method)}
+
+
+def stage_dir(cfg: Config, entries: list[VideoEntry]) -> Path:
+    """``<cache>/<dataset>/flow-<hash>``; inputs are identified by relative path and size."""
+    inputs = sorted((e.video_id, e.path.stat().st_size if e.path.is_file() else -1)
+                    for e in entries)
+    key = stable_hash({"dataset": cfg.data.dataset, "inputs": inputs, **stage_params(cfg)})
+    return Path(cfg.data.cache) / cfg.data.dataset / f"flow-{key}"
+
+
+def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
+    """Decode + flow + write one part. Never raises for a bad video: records the reason."""
+    from motionclr.flow import compute_flow, quantize
+    t0 = time.perf_counter()
+    try:
+        if not entry.path.is_file():
+            raise DecodeError(f"file not found: {entry.path}")
+        digest = file_digest(entry.path)
+        frames, info = decode_video(entry.path, short_side=cfg.decode.short_side,
+                                    fps=cfg.decode.fps, timeout=cfg.decode.timeout,
+                                    max_frames=cfg.decode.max_frames)
+        if info["n_frames"] < 2:
+            raise DecodeError(f"only {info['n_frames']} frame decoded: flow needs at least 2")
+        flow = compute_flow(frames, method=cfg.flow.method, device=cfg.flow.device,
+                            **cfg.flow.params)
+        q = quantize(flow, cfg.flow.bound)
+        attrs = {"source_path": str(entry.path), "source_blake2b": digest,
+                 "n_frames": info["n_frames"], "fps": info["fps"],
+                 "src_size": [info["src_width"], info["src_height"]],
+                 "size": [info["width"], info["height"]],
+                 "resize_short_side": cfg.decode.short_side,
+                 "flow_method": cfg.flow.method, "flow_params": cfg.flow.params,
+                 "bound": float(cfg.flow.bound), "versions": library_versions(cfg.flow.method),
+                 "convention": shards.CONVENTION,
+                 "flow_clipped_fraction": float(np.mean(np.abs(flow) > cfg.flow.bound))}
+        shards.write_part(parts_dir, entry.video_id, frames, q, attrs,
+                          compression=cfg.pipeline.compression)
+        return {"video_id": entry.video_id, "status": "done", "frames": info["n_frames"],
+                "seconds": time.perf_counter() - t0}
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of one video is recorded, run goes on
+        reason = f"{type(e).__name__}: {e}" if not isinstance(e, DecodeError) else str(e)
+        shards.write_failure(parts_dir, entry.video_id, str(entry.path), reason)
+        return {"video_id": entry.video_id, "status": "failed", "reason": reason, "frames": 0,
+                "seconds": time.perf_counter() - t0}
+
+
+def parse_shard(spec: str) -> tuple[int, int] | None:
+    if not spec:
+        return None
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {spec!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {spec}: need 0 <= i < n")
+    return i, n
+
+
+def _run_parallel(todo: list[VideoEntry], cfg: Config, parts_dir: Path, progress: bool) -> list:
+    from joblib import Parallel, delayed, parallel_config
+    from tqdm import tqdm
+
+    results = []
+    bar = tqdm(total=len(todo), unit="video", disable=not progress, desc="flow")
+    frames, t0 = 0, time.perf_counter()
+    backend = cfg.pipeline.backend
+    n_jobs = max(1, cfg.pipeline.workers)
+    with parallel_config(backend=backend, n_jobs=n_jobs):
+        gen = Parallel(return_as="generator_unordered")(
+            delayed(process_video)(e, cfg, parts_dir) for e in todo)
+        for r in gen:
+            results.append(r)
+            frames += r["frames"]
+            dt = max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(videos_s=f"{len(results) / dt:.2f}", frames_s=f"{frames / dt:.1f}",
+                            failed=sum(x["status"] == "failed" for x in results))
+            bar.update(1)
+    bar.close()
+    return results
+
+
+def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
+    """Run (or resume, or skip) the flow stage; returns the stage directory."""
+    entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split)
+    if cfg.data.limit > 0:
+        entries = entries[:cfg.data.limit]
+    out = stage_dir(cfg, entries)
+    if (out / "manifest.json").is_file():
+        if progress:
+            print(f"flow: cache hit, {out} is complete")
+        return out
+    parts_dir = out / "parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(parts_dir)
+    remove_stale_tmp(out)
+    atomic_write_text(out / "stage.json", json.dumps(
+        {"stage": "flow", "dataset": cfg.data.dataset, "root": str(cfg.data.root),
+         **stage_params(cfg)}, indent=1, default=str))
+
+    mine = entries
+    shard = parse_shard(cfg.pipeline.shard)
+    if shard:
+        mine = [e for i, e in enumerate(entries) if i % shard[1] == shard[0]]
+    todo = [e for e in mine if shards.part_status(parts_dir, e.video_id) is None]
+    if progress:
+        print(f"flow: {len(entries)} videos, {len(mine) - len(todo)} already done, "
+              f"{len(todo)} to compute with {cfg.flow.method} on {cfg.pipeline.workers} workers")
+    t0 = time.perf_counter()
+    results = _run_parallel(todo, cfg, parts_dir, progress) if todo else []
+    wall = time.perf_counter() - t0
+
+    pending = [e for e in entries if shards.part_status(parts_dir, e.video_id) is None]
+    if pending:
+        if progress:
+            print(f"flow: slice done; {len(pending)} videos still pending in other slices. "
+                  "Run again without --shard to pack when all slices finish.")
+        return out
+    write_manifest(cfg, out, entries, timing={"seconds": wall, "computed": len(results),
+                                              "frames": sum(r["frames"] for r in results)})
+    return out
+
+
+def _split_membership(cfg: Config) -> dict:
+    """video_id -> {split: subset} for every official split the source has files for."""
+    member: dict[str, dict] = {}
+    for split in (1, 2, 3):
+        try:
+            listed = SOURCES[cfg.data.dataset](cfg.data.root, split)
+        except (FileNotFoundError, ValueError):
+            continue
+        for e in listed:
+            member.setdefault(e.video_id, {})[str(split)] = e.subset
+    return member
+
+
+def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: dict) -> dict:
+    parts_dir = out / "parts"
+    done = [e for e in entries if shards.part_status(parts_dir, e.video_id) == "done"]
+    failed = [shards.read_failure(parts_dir, e.video_id) for e in entries
+              if shards.part_status(parts_dir, e.video_id) == "failed"]
+    where = shards.pack_shards(out, [e.video_id for e in done], cfg.pipeline.shard_mb)
+    member = _split_membership(cfg)
+    import h5py
+    videos = []
+    for e in done:
+        with h5py.File(out / where[e.video_id], "r") as f:
+            g = f["videos"][e.video_id]
+            n, h, w = g["rgb"].shape[:3]
+            fps = float(g.attrs["fps"])
+        videos.append({"video_id": e.video_id, "shard": where[e.video_id], "n_frames": int(n),
+                       "height": int(h), "width": int(w), "fps": fps, "label": e.label,
+                       "label_name": e.label_name, "group": e.group,
+                       "splits": member.get(e.video_id, {str(cfg.data.split): e.subset})})
+    classes = sorted({(e.label, e.label_name) for e in entries})
+    manifest = {"format_version": FORMAT_VERSION, "stage": "flow", "dataset": cfg.data.dataset,
+                "bound": cfg.flow.bound, "params": stage_params(cfg),
+                "classes": [name for _, name in classes], "videos": videos, "failed": failed,
+                "timing": timing, "convention": shards.CONVENTION}
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
+    # The parts are now inside shards; the manifest marks completion, so drop them.
+    for e in entries:
+        for p in parts_dir.glob(f"{shards.video_key(e.video_id)}.*"):
+            p.unlink()
+    return manifest

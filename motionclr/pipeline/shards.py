@@ -1,0 +1,136 @@
+"""HDF5 storage of decoded RGB and quantised flow.
+
+Layout of a stage directory::
+
+    parts/<vkey>.h5           one finished video (written as *.tmp, renamed when complete)
+    parts/<vkey>.failed.json  a video that could not be used, with its reason
+    shard-00000.h5 ...        many videos each: /videos/<video_id>/{rgb,flow}
+    manifest.json             videos -> (shard, frames, label, splits), failures, config
+
+``rgb`` is ``(T, H, W, 3)`` uint8 and ``flow`` ``(T-1, H, W, 2)`` uint8 (see
+``motionclr.flow.quantize``), both chunked along time so a clip touches few chunks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from motionclr.pipeline.cache import atomic_write_text
+
+CONVENTION = ("flow[i] is the motion from frame i to frame i+1 as (dx, dy) in pixels; "
+              "uint8 q dequantises as q*2b/255 - b with b = attrs['bound']; "
+              "rgb is RGB order, frames 0-based")
+
+
+def video_key(video_id: str) -> str:
+    return hashlib.sha1(video_id.encode()).hexdigest()[:20]
+
+
+def _chunks(shape: tuple, chunk_frames: int) -> tuple:
+    return (max(1, min(chunk_frames, shape[0])),) + tuple(shape[1:])
+
+
+def write_part(parts_dir: Path, video_id: str, rgb: np.ndarray, flow_q: np.ndarray,
+               attrs: dict, chunk_frames: int = 8, compression: str = "none") -> Path:
+    """Write one video's arrays to ``parts/<vkey>.h5`` atomically (tmp name, then rename)."""
+    final = parts_dir / f"{video_key(video_id)}.h5"
+    tmp = parts_dir / f"{final.name}.{os.getpid()}.tmp"
+    comp = None if compression == "none" else compression
+    with h5py.File(tmp, "w") as f:
+        g = f.create_group("video")
+        g.create_dataset("rgb", data=rgb, chunks=_chunks(rgb.shape, chunk_frames))
+        g.create_dataset("flow", data=flow_q, chunks=_chunks(flow_q.shape, chunk_frames),
+                         compression=comp)
+        for k, v in attrs.items():
+            g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
+        g.attrs["video_id"] = video_id
+    os.replace(tmp, final)
+    return final
+
+
+def write_failure(parts_dir: Path, video_id: str, path: str, reason: str) -> None:
+    atomic_write_text(parts_dir / f"{video_key(video_id)}.failed.json",
+                      json.dumps({"video_id": video_id, "path": path, "reason": reason}))
+
+
+def part_status(parts_dir: Path, video_id: str) -> str | None:
+    k = video_key(video_id)
+    if (parts_dir / f"{k}.h5").is_file():
+        return "done"
+    if (parts_dir / f"{k}.failed.json").is_file():
+        return "failed"
+    return None
+
+
+def read_failure(parts_dir: Path, video_id: str) -> dict:
+    return json.loads((parts_dir / f"{video_key(video_id)}.failed.json").read_text())
+
+
+def pack_shards(stage_dir: Path, video_ids: list[str], shard_mb: int = 1024) -> dict[str, str]:
+    """Copy finished parts into shards of about ``shard_mb`` MB, in ``video_ids`` order.
+
+    Each shard is written under a temporary name and renamed when complete, so a reader
+    never sees a half-written shard. Returns video_id -> shard file name.
+    """
+    parts_dir = stage_dir / "parts"
+    where: dict[str, str] = {}
+    batch: list[str] = []
+    size = 0
+    shard_idx = 0
+
+    def flush():
+        nonlocal batch, size, shard_idx
+        if not batch:
+            return
+        name = f"shard-{shard_idx:05d}.h5"
+        tmp = stage_dir / f"{name}.{os.getpid()}.tmp"
+        with h5py.File(tmp, "w") as dst:
+            videos = dst.create_group("videos")
+            for vid in batch:
+                with h5py.File(parts_dir / f"{video_key(vid)}.h5", "r") as src:
+                    parent = videos.require_group(os.path.dirname(vid)) if "/" in vid else videos
+                    src.copy(src["video"], parent, name=os.path.basename(vid))
+                where[vid] = name
+        os.replace(tmp, stage_dir / name)
+        shard_idx += 1
+        batch, size = [], 0
+
+    for vid in video_ids:
+        p = parts_dir / f"{video_key(vid)}.h5"
+        psize = p.stat().st_size
+        if batch and size + psize > shard_mb * 2**20:
+            flush()
+        batch.append(vid)
+        size += psize
+    flush()
+    # Shards from an earlier, larger packing of the same directory must not linger.
+    for old in stage_dir.glob("shard-*.h5"):
+        if old.name not in set(where.values()):
+            old.unlink()
+    return where
+
+
+def load_manifest(stage_dir: str | Path) -> dict:
+    path = Path(stage_dir) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no manifest.json in {stage_dir}: run `motionclr flow` first")
+    return json.loads(path.read_text())
+
+
+def read_video(stage_dir: str | Path, video_id: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Whole video from a finished stage: (rgb uint8 (T,H,W,3), flow uint8 (T-1,H,W,2), attrs)."""
+    stage_dir = Path(stage_dir)
+    man = load_manifest(stage_dir)
+    entry = next((v for v in man["videos"] if v["video_id"] == video_id), None)
+    if entry is None:
+        raise KeyError(f"video {video_id!r} is not in {stage_dir}/manifest.json")
+    with h5py.File(stage_dir / entry["shard"], "r") as f:
+        g = f["videos"][video_id]
+        attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v)
+                 for k, v in g.attrs.items()}
+        return g["rgb"][()], g["flow"][()], attrs

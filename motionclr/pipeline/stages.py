@@ -1,0 +1,50 @@
+"""Locating a finished stage from a config, with or without the raw videos at hand."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from motionclr.config import Config
+
+
+def find_flow_stage(cfg: Config) -> Path:
+    """The flow-stage directory for ``cfg``.
+
+    With the dataset root present, the directory is recomputed from the inputs (exact).
+    Without it (training on a copied cache), a complete stage whose recorded decode/flow
+    parameters equal the config's is used.
+    """
+    from motionclr.datasets.sources import list_videos
+    from motionclr.pipeline.flow_stage import stage_dir, stage_params
+
+    try:
+        entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split)
+        if cfg.data.limit > 0:
+            entries = entries[:cfg.data.limit]
+        exact = stage_dir(cfg, entries)
+        if (exact / "manifest.json").is_file():
+            return exact
+    except FileNotFoundError:
+        exact = None
+    if exact is not None:
+        raise FileNotFoundError(
+            f"the flow stage for this config is not finished: {exact} has no manifest.json; "
+            f"run `make flow DATASET={cfg.data.dataset}` (or `motionclr flow`) first")
+    want = stage_params(cfg)
+    base = Path(cfg.data.cache) / cfg.data.dataset
+    matches = []
+    for man in sorted(base.glob("flow-*/manifest.json")):
+        stage = json.loads((man.parent / "stage.json").read_text()) if (
+            man.parent / "stage.json").is_file() else {}
+        if all(json.dumps(stage.get(k), sort_keys=True, default=str) ==
+               json.dumps(want[k], sort_keys=True, default=str)
+               for k in ("decode", "flow", "storage")):
+            matches.append(man.parent)
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise FileNotFoundError(f"several finished flow stages match this config and the "
+                                f"dataset root is not there to tell them apart: {matches}")
+    raise FileNotFoundError(
+        f"no finished flow stage for this config under {base}; run `make flow "
+        f"DATASET={cfg.data.dataset}` (or `motionclr flow`) with the same decode/flow settings")

@@ -1,0 +1,1 @@
+"""Pretraining: backbones, losses, methods (registry), and the training loop."""

@@ -1,0 +1,193 @@
+"""Pretraining: one explicit ``train_one_epoch`` and the ``pretrain`` driver around it.
+
+Features: per-iteration LR (warm-up + cosine) and key-encoder momentum schedules, SGD or
+Adam, gradient clipping, AMP on CUDA, a non-finite-loss guard, a checkpoint every epoch
+(written atomically) with exact resume, CSV log, tqdm, and torchrun/DDP.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from motionclr.config import Config, save_config
+from motionclr.datasets.shard_dataset import ShardClipDataset
+from motionclr.pipeline.stages import find_flow_stage
+from motionclr.train.methods import build_method
+from motionclr.train.schedules import cosine_schedule
+from motionclr.utils import dist_info, seed_everything
+
+LOG_FIELDS = ["epoch", "step", "lr", "momentum", "loss", "seconds"]
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+            for k, v in batch.items()}
+
+
+def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg: Config,
+                    device: torch.device, log_rows: list, scaler=None, progress=True) -> dict:
+    """One pass over ``loader``; returns the epoch's mean of each logged value."""
+    from tqdm import tqdm
+    method = model.module if hasattr(model, "module") else model
+    model.train()
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.train.seed * 100_003 + epoch)  # augmentation replays on resume
+    it_per_epoch = len(loader)
+    sums: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, mininterval=1.0,
+               leave=False)
+    for i, batch in enumerate(bar):
+        step = epoch * it_per_epoch + i
+        for g in optimizer.param_groups:
+            g["lr"] = float(lr_sched[step])
+        batch = to_device(batch, device)
+        with torch.autocast(device.type, enabled=scaler is not None):
+            loss, logs = model(batch, gen)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch} step {i}; "
+                                     "lower train.lr or enable train.grad_clip")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.train.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        method.momentum_update(float(m_sched[step]))
+        vals = {k: float(v) for k, v in logs.items()}
+        for k, v in vals.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if i % max(cfg.train.log_every, 1) == 0 or i == it_per_epoch - 1:
+            log_rows.append({"epoch": epoch, "step": step, "lr": float(lr_sched[step]),
+                             "momentum": float(m_sched[step]), "seconds": time.perf_counter() - t0,
+                             **vals})
+        bar.set_postfix(loss=f"{vals['loss']:.3f}", lr=f"{lr_sched[step]:.2e}")
+    return {k: v / max(it_per_epoch, 1) for k, v in sums.items()}
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _append_log(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    fields = list(dict.fromkeys(LOG_FIELDS + [k for r in rows for k in r]))
+    new = not path.is_file()
+    if not new:
+        with open(path) as f:
+            header = next(csv.reader(f), [])
+        fields = list(dict.fromkeys(header + fields))
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields if new else header, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+
+
+def run_dir_of(cfg: Config) -> Path:
+    return Path(cfg.train.run or f"runs/{cfg.data.dataset}-{cfg.method.name}")
+
+
+def build_optimizer(params, cfg: Config, lr: float):
+    if cfg.train.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=cfg.train.weight_decay)
+    if cfg.train.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.train.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.train.optimizer!r}; valid: ['adam', 'sgd']")
+
+
+def pretrain(cfg: Config, progress: bool = True) -> Path:
+    """Train ``cfg.method`` on the cached flow stage; resumes from ``<run>/checkpoint.pt``."""
+    rank, world, local_rank = dist_info()
+    device = torch.device(cfg.train.device if cfg.train.device != "cuda" or world == 1
+                          else f"cuda:{local_rank}")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    run = run_dir_of(cfg)
+    run.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        save_config(cfg, run / "config.yaml")
+    seed_everything(cfg.train.seed + rank)
+
+    model = build_method(cfg).to(device)
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    stage = find_flow_stage(cfg)
+    ds = ShardClipDataset(stage, "train", cfg.data.split, sampler=model.sampler(),
+                          window=cfg.decode.short_side, train=True,
+                          modalities=model.modalities, seed=cfg.train.seed)
+    per_rank_batch = cfg.train.batch_size // world
+    if len(ds) < per_rank_batch * world:
+        raise ValueError(f"{len(ds)} training videos < train.batch_size={cfg.train.batch_size}")
+    if world > 1:
+        sampler = DistributedSampler(ds, shuffle=True, seed=cfg.train.seed, drop_last=True)
+    else:
+        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.train.seed))
+    loader = DataLoader(ds, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
+                        num_workers=cfg.train.num_workers, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    lr = cfg.train.lr * cfg.train.batch_size / 256
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg, lr)
+    ipe = len(loader)
+    lr_sched = cosine_schedule(lr, 0.0, cfg.train.epochs, ipe, cfg.train.warmup_epochs)
+    m_sched = cosine_schedule(cfg.method.momentum, 1.0, cfg.train.epochs, ipe)
+    scaler = torch.amp.GradScaler("cuda") if cfg.train.amp and device.type == "cuda" else None
+
+    start_epoch = 0
+    ckpt_path = run / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch = ckpt["epoch"] + 1
+        if progress and rank == 0:
+            print(f"pretrain: resuming {run} at epoch {start_epoch}")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None)
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        else:  # RandomSampler: a fresh, epoch-determined order (replays on resume)
+            sampler.generator.manual_seed(cfg.train.seed * 1_000_003 + epoch)
+        ds.set_epoch(epoch)
+        rows: list[dict] = []
+        t0 = time.perf_counter()
+        means = train_one_epoch(net, loader, optimizer, lr_sched, m_sched, epoch, cfg, device,
+                                rows, scaler, progress and rank == 0)
+        if rank == 0:
+            _append_log(run / "log.csv", rows)
+            _save_checkpoint(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler else None, "epoch": epoch,
+                "config": cfg.to_dict(), "stage": str(stage), "motionclr_checkpoint": 1})
+            if progress:
+                msg = " ".join(f"{k}={v:.4f}" for k, v in means.items())
+                print(f"epoch {epoch + 1}/{cfg.train.epochs} {msg} "
+                      f"({time.perf_counter() - t0:.1f}s)", flush=True)
+        if not math.isfinite(means.get("loss", 0.0)):
+            raise FloatingPointError("non-finite mean loss")
+    if world > 1:
+        torch.distributed.barrier()
+    return run

@@ -1,0 +1,15 @@
+"""Method registry: name -> class. A method is built as ``METHODS[name](cfg)``."""
+from __future__ import annotations
+
+from motionclr.train.methods.moco import MoCo
+
+METHODS = {
+    "moco": MoCo,
+}
+
+
+def build_method(cfg):
+    name = cfg.method.name
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid: {sorted(METHODS)}")
+    return METHODS[name](cfg)

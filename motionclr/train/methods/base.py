@@ -1,0 +1,112 @@
+"""The base of every pretraining method: RGB encoder + projector, momentum copies, queues.
+
+A method subclass adds its heads and its loss terms in ``training_step`` and declares what
+data it needs (``modalities``, ``sampler``). The training loop only calls
+``training_step(batch, generator)``, ``momentum_update(m)`` and ``embed`` for evaluation.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from motionclr.config import Config
+from motionclr.datasets.samplers import RandomClip
+from motionclr.datasets.transforms import AugmentCfg, GPUAugment
+from motionclr.train.backbones import build_backbone
+from motionclr.train.heads import ProjectionMLP, init_momentum_copy, momentum_update
+
+
+@torch.no_grad()
+def gather_all(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from every rank (identity without torch.distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, x.contiguous())
+    return torch.cat(out)
+
+
+class BaseMethod(nn.Module):
+    """RGB backbone + projection head with momentum (key) copies and named queues."""
+
+    name = "base"
+    modalities: tuple[str, ...] = ("rgb",)
+    num_views = 2
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = build_backbone(cfg.model.backbone, width=cfg.model.width)
+        self.projector = ProjectionMLP(in_dim=self.backbone.out_dim, out_dim=cfg.model.dim)
+        self.momentum_backbone = copy.deepcopy(self.backbone)
+        self.momentum_projector = copy.deepcopy(self.projector)
+        init_momentum_copy(self.backbone, self.momentum_backbone)
+        init_momentum_copy(self.projector, self.momentum_projector)
+        self.augment = GPUAugment(AugmentCfg.from_config(cfg, train=True))
+        self.eval_augment = GPUAugment(AugmentCfg.from_config(cfg, train=False))
+
+    # ---- what the data loader must produce -------------------------------------------
+    def sampler(self):
+        c = self.cfg.clip
+        return RandomClip(clip_len=c.clip_len, stride=c.stride, num_clips=self.num_views)
+
+    # ---- momentum encoders and queues ---------------------------------------------------
+    @property
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.backbone, self.momentum_backbone),
+                (self.projector, self.momentum_projector)]
+
+    @torch.no_grad()
+    def momentum_update(self, m: float) -> None:
+        for online, target in self.momentum_pairs:
+            momentum_update(online, target, m)
+            # BN running stats are buffers, not parameters: keep the key copy's in sync too.
+            for bo, bt in zip(online.buffers(), target.buffers()):
+                bt.copy_(bo)
+
+    def make_queue(self, name: str, dim: int, size: int) -> None:
+        self.register_buffer(name, F.normalize(torch.randn(size, dim), dim=1))
+        self.register_buffer(f"{name}_ptr", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, name: str, keys: torch.Tensor) -> None:
+        """Write ``keys`` (N, D) from every rank into the circular queue ``name``."""
+        keys = gather_all(keys.detach())
+        queue, ptr = getattr(self, name), getattr(self, f"{name}_ptr")
+        size = queue.shape[0]
+        idx = (ptr + torch.arange(keys.shape[0], device=queue.device)) % size
+        queue[idx] = keys.to(queue.dtype)
+        ptr.copy_((ptr + keys.shape[0]) % size)
+
+    # ---- encoders ----------------------------------------------------------------------
+    def encode_q(self, rgb: torch.Tensor) -> torch.Tensor:
+        """(N, 3, T, H, W) -> L2-normalised embedding (N, dim), with gradients."""
+        return F.normalize(self.projector(self.backbone(rgb)), dim=1)
+
+    @torch.no_grad()
+    def encode_k(self, rgb: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.momentum_projector(self.momentum_backbone(rgb)), dim=1)
+
+    @torch.no_grad()
+    def embed(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Evaluation features: pooled backbone output (N, backbone.out_dim)."""
+        return self.backbone(rgb)
+
+    def views(self, batch: dict, generator=None) -> list[dict]:
+        """Split a uint8 batch with V clips per video into V augmented float views."""
+        keys = [k for k in self.modalities if k in batch]
+        n_views = batch[keys[0]].shape[1]
+        raw = [{k: batch[k][:, v] for k in keys} for v in range(n_views)]
+        return self.augment.views(raw, generator)
+
+    def training_step(self, batch: dict, generator=None) -> tuple[torch.Tensor, dict]:
+        """uint8 batch on the device -> (scalar loss, dict of detached values to log)."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict, generator=None):
+        # DDP wraps forward(), so the step goes through it.
+        return self.training_step(batch, generator)

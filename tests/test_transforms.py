@@ -1,0 +1,165 @@
+"""Batched GPU-style augmentation: geometry conventions, rgb/flow consistency, determinism."""
+import pytest
+import torch
+
+from motionclr.datasets import transforms as T
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _batch(B=4, Tn=3, H=24, W=32, seed=0):
+    g = _gen(seed)
+    rgb = torch.randint(0, 256, (B, 3, Tn, H, W), generator=g, dtype=torch.uint8)
+    flow = torch.randint(0, 256, (B, 2, Tn, H, W), generator=g, dtype=torch.uint8)
+    return {"rgb": rgb, "flow": flow, "label": torch.arange(B)}
+
+
+def test_to_float_dequantises_like_quantize():
+    q = torch.tensor([0, 255, 128], dtype=torch.uint8).reshape(1, 1, 1, 1, 3)
+    out = T.to_float({"rgb": q.expand(1, 3, 1, 1, 3), "flow": q.expand(1, 2, 1, 1, 3)}, bound=20)
+    assert torch.allclose(out["rgb"][0, 0, 0, 0], torch.tensor([0.0, 1.0, 128 / 255]))
+    assert torch.allclose(out["flow"][0, 0, 0, 0], torch.tensor([-20.0, 20.0, 128 * 40 / 255 - 20]))
+
+
+def test_crop_resize_identity_and_exact_crop():
+    x = torch.rand(2, 3, 2, 10, 14, generator=_gen())
+    full = torch.tensor([[0, 0, 14, 10]] * 2, dtype=torch.float32)
+    assert torch.allclose(T.crop_resize(x, full, (10, 14)), x, atol=1e-6)
+    box = torch.tensor([[2, 3, 4, 5], [0, 0, 14, 10]], dtype=torch.float32)
+    y = T.crop_resize(x, box, (5, 4))  # same size as the box: a pure crop
+    assert torch.allclose(y[0], x[0, :, :, 3:8, 2:6], atol=1e-6)
+
+
+def test_flow_vectors_scale_with_resize():
+    flow = torch.zeros(1, 2, 1, 20, 20)
+    flow[:, 0], flow[:, 1] = 2.0, 1.0
+    box = torch.tensor([[5.0, 0.0, 10.0, 20.0]])  # half the width, full height -> 20x20
+    out = T.crop_resize_flow(flow, box, 20)
+    assert torch.allclose(out[:, 0], torch.full_like(out[:, 0], 4.0))  # dx * 20/10
+    assert torch.allclose(out[:, 1], torch.full_like(out[:, 1], 1.0))  # dy * 20/20
+
+
+def test_same_crop_box_for_rgb_and_flow():
+    # flow planes carry the same uint8 picture as rgb channel 0: after dequantisation
+    # flow = 2b * rgb - b, so a shared box gives flow_out / scale == 2b * rgb_out - b.
+    b = _batch(B=6, H=30, W=40)
+    b["flow"] = b["rgb"][:, :1].repeat(1, 2, 1, 1, 1)
+    aug = T.GPUAugment(size=16, flip="off", jitter_p=0, gray_p=0, blur_p=0,
+                       mean=(0, 0, 0), std=(1, 1, 1), bound=20)
+    out = aug(b, _gen(3))
+    box = out["aug_box"]
+    assert not torch.all(box == box[:1])  # boxes differ between samples
+    sx, sy = 16 / box[:, 2], 16 / box[:, 3]
+    expect = 40 * out["rgb"][:, 0] - 20
+    assert torch.allclose(out["flow"][:, 0] / sx[:, None, None, None], expect, atol=1e-4)
+    assert torch.allclose(out["flow"][:, 1] / sy[:, None, None, None], expect, atol=1e-4)
+
+
+def test_hflip_mirrors_and_negates_dx():
+    flow = torch.zeros(2, 2, 1, 4, 6)
+    flow[:, 0, :, 1, 0] = 3.0  # +x motion at the left edge
+    flow[:, 1, :, 1, 0] = 2.0
+    rgb = torch.arange(6.0).expand(2, 3, 1, 4, 6).clone()
+    out = T.hflip({"rgb": rgb, "flow": flow}, torch.tensor([True, False]))
+    assert out["flow"][0, 0, 0, 1, 5] == -3.0 and out["flow"][0, 1, 0, 1, 5] == 2.0
+    assert torch.equal(out["rgb"][0, 0, 0, 0], torch.arange(5.0, -1, -1))
+    assert torch.equal(out["flow"][1], flow[1]) and torch.equal(out["rgb"][1], rgb[1])
+
+
+def test_rotation_90_turns_right_into_down():
+    flow = torch.zeros(1, 2, 1, 5, 5)
+    flow[0, 0, 0, 2, 3] = 1.0  # (1, 0) one pixel right of the centre
+    out = T.rotate_flow(flow, 90.0)
+    assert torch.allclose(out[0, :, 0, 3, 2], torch.tensor([0.0, 1.0]), atol=1e-5)  # below
+    assert out.abs().sum() == pytest.approx(1.0, abs=1e-4)
+    only_vec = T.rotate_flow(flow, 90.0, rotate_field=False)
+    assert torch.allclose(only_vec[0, :, 0, 2, 3], torch.tensor([0.0, 1.0]), atol=1e-6)
+
+
+def test_fra_angles_and_magnitude():
+    rot = T.FlowRotation(rotate_field=False)
+    k = rot.draw(2000, _gen())
+    assert set(k.tolist()) == set(range(1, 9))
+    flow = torch.randn(3, 2, 2, 6, 6, generator=_gen())
+    out, k = rot(flow, _gen(1))
+    assert torch.allclose(out.norm(dim=1), flow.norm(dim=1), atol=1e-5)  # length preserved
+    assert not torch.allclose(out, flow)
+
+
+def test_colour_ops_touch_rgb_only_and_keep_clip_consistent():
+    b = _batch(B=3, Tn=2)
+    b["rgb"] = b["rgb"][:, :, :1].repeat(1, 1, 2, 1, 1)  # two identical frames per clip
+    aug = T.GPUAugment(size=16, flip="off", jitter_p=1.0, gray_p=0.5, blur_p=1.0)
+    out = aug(b, _gen(5))
+    assert torch.allclose(out["rgb"][:, :, 0], out["rgb"][:, :, 1], atol=1e-5)
+    plain = T.GPUAugment(size=16, flip="off", jitter_p=0, gray_p=0, blur_p=0)(b, _gen(5))
+    assert torch.allclose(out["flow"], plain["flow"])  # same boxes, flow untouched
+    assert not torch.allclose(out["rgb"], plain["rgb"])
+
+
+def test_hue_matches_torchvision():
+    tvf = pytest.importorskip("torchvision.transforms.v2.functional")
+    img = torch.rand(1, 3, 1, 8, 8, generator=_gen())
+    ours = T._hue_shift(img, torch.tensor([0.2]))
+    assert torch.allclose(ours[0, :, 0], tvf.adjust_hue(img[0, :, 0], 0.2), atol=1e-5)
+
+
+def test_deterministic_given_generator_and_eval_is_fixed():
+    b = _batch()
+    aug = T.GPUAugment(size=16, flip="independent")
+    o1, o2 = aug(b, _gen(7)), aug(b, _gen(7))
+    assert all(torch.equal(o1[k], o2[k]) for k in ("rgb", "flow", "aug_box", "aug_flip"))
+    ev = T.GPUAugment(size=16, train=False)
+    e1, e2 = ev(b, _gen(1)), ev(b, _gen(2))
+    assert torch.equal(e1["rgb"], e2["rgb"]) and torch.equal(e1["aug_box"][0],
+                                                              torch.tensor([4.0, 0, 24, 24]))
+    assert e1["label"] is b["label"]
+
+
+def test_flip_policies():
+    b = _batch(B=64, H=8, W=8)
+    shared = T.GPUAugment(size=8, flip="shared", jitter_p=0, gray_p=0, blur_p=0)
+    q, k = shared.views([b, b], _gen(0))
+    assert torch.equal(q["aug_flip"], k["aug_flip"]) and 0 < q["aug_flip"].sum() < 64
+    with pytest.raises(ValueError):
+        shared(b, _gen(0))  # a lone view cannot know its pair's flip
+    ind = T.GPUAugment(size=8, flip="independent", jitter_p=0, gray_p=0, blur_p=0)
+    q, k = ind.views([b, b], _gen(0))
+    assert not torch.equal(q["aug_flip"], k["aug_flip"])
+    off = T.GPUAugment(size=8, flip="off")(b, _gen(0))
+    assert not off["aug_flip"].any()
+
+
+def test_motion_focused_crop_covers_motion_box():
+    B, H, W = 32, 70, 70
+    mm = torch.zeros(B, 7, 7)
+    mm[:, 5:7, 5:7] = 1.0  # 2x2-cell high-motion box, bottom right: coverage 0.9
+    def coverage(boxes):  # of the motion box [50, 70) x [50, 70)
+        x0, y0, w, h = boxes.unbind(1)
+        ox = (torch.clamp(x0 + w, max=70.0) - torch.clamp(x0, min=50.0)).clamp(min=0) / 20
+        oy = (torch.clamp(y0 + h, max=70.0) - torch.clamp(y0, min=50.0)).clamp(min=0) / 20
+        return ox * oy
+
+    # the first of 40 positions reaching 0.9, else the best of them: an edge box is the
+    # hard case (few positions cover it), so not every crop reaches 0.9
+    cov = coverage(T.motion_focused_crop_boxes(mm, H, W, _gen(0)))
+    plain = coverage(T.random_resized_crop_boxes(B, H, W, _gen(0)))
+    assert cov.mean() > 0.75 and cov.min() > 0.3
+    assert (cov >= 0.9 - 1e-6).float().mean() > 0.3 > (plain >= 0.9).float().mean()
+    assert cov.mean() > plain.mean() + 0.3
+    # from flow: motion on the left half only -> boxes drawn to the left
+    flow = torch.zeros(4, 2, 2, 56, 56)
+    flow[:, 0, :, 20:30, 8:16] = 5.0
+    out = T.GPUAugment(size=16, motion_crop=True, jitter_p=0, gray_p=0, blur_p=0)(
+        {"flow": flow}, _gen(1))  # float flow passes to_float as is
+    assert (out["aug_box"][:, 0] < 28).all()
+
+
+def test_split_views_of_collated_dataset_batch():
+    rgb = torch.zeros(2, 3, 3, 4, 8, 8, dtype=torch.uint8)
+    rgb[:, 1] = 7
+    views = T.split_views({"rgb": rgb, "flow": rgb[:, :, :2], "label": torch.tensor([0, 1])})
+    assert len(views) == 3 and views[1]["rgb"].shape == (2, 3, 4, 8, 8)
+    assert (views[1]["rgb"] == 7).all() and (views[0]["flow"] == 0).all()
