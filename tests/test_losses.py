@@ -279,6 +279,14 @@ def test_gradient_saliency_known_answer():
     torch.testing.assert_close(normed, torch.tensor([[[[0.6, 1.0]]]]))
 
 
+def test_gradient_saliency_weights_are_per_time_step():
+    g = torch.tensor([[1.0, 3.0], [1.0, 1.0]]).view(1, 1, 2, 1, 2)  # (N, C, T, H, W)
+    a = torch.zeros_like(g, requires_grad=True)
+    sal = L.gradient_saliency((a * g).sum(dim=(1, 2, 3, 4)), a)
+    # step 0: weight 2 -> (2, 6); step 1: weight 1 -> (1, 1) (not one weight over time)
+    torch.testing.assert_close(sal, torch.tensor([[[[2.0, 6.0]], [[1.0, 1.0]]]]))
+
+
 class _TinyNet(nn.Module):
     """Conv3d producing A, then a non-linear head (normalised), as in a real encoder."""
 

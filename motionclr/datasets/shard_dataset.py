@@ -28,7 +28,8 @@ def select_videos(manifest: dict, subset: str | None, split: int = 1) -> list[di
         return list(manifest["videos"])
     out = [v for v in manifest["videos"] if v["splits"].get(str(split)) == subset]
     if not out:
-        have = sorted({s for v in manifest["videos"] for s in v["splits"].get(str(split), [])})
+        have = sorted({v["splits"][str(split)] for v in manifest["videos"]
+                       if str(split) in v["splits"]})
         raise ValueError(f"no {subset!r} videos in split {split}; this cache has: {have}")
     return out
 

@@ -36,7 +36,7 @@ OPENCV_PRESET = dict(
     tau=0.25, lambda_=0.15, theta=0.3, nscales=5, warps=5, epsilon=0.01,
     inner_iterations=30, outer_iterations=10, scale_step=0.8, gamma=0.0, median=5,
     interpolation="bicubic", quantize_coords=False, pyramid="opencv", stop=True,
-    check_every=10, min_size=16, compile=False,
+    check_every=10, min_size=16, exact_remap=True, compile=False,
 )
 # Cheaper variant: a 0.5 pyramid (IPOL / scikit-image style, larger capture range, 1.33x the
 # finest-level cost instead of 2.5x), anti-aliased downsampling, bilinear warps, one fixed
@@ -44,7 +44,7 @@ OPENCV_PRESET = dict(
 # (docs/flow.md).
 FAST_PRESET = dict(
     OPENCV_PRESET, scale_step=0.5, nscales=5, warps=5, inner_iterations=10, outer_iterations=1,
-    median=0, interpolation="bilinear", quantize_coords=False, pyramid="antialias", stop=False,
+    median=0, interpolation="bicubic", pyramid="antialias", stop=False, exact_remap=False,
 )
 PRESETS = {"opencv": OPENCV_PRESET, "fast": FAST_PRESET}
 
@@ -320,7 +320,13 @@ def _solve_level(I0, I1, u, cfg: dict, step) -> torch.Tensor:
     px = torch.zeros_like(u)
     py = torch.zeros_like(u)
     for _ in range(int(cfg["warps"])):
-        warped = remap(stack, base_x + u[:, 0], base_y + u[:, 1], mode, quantize)
+        if cfg["exact_remap"]:
+            warped = remap(stack, base_x + u[:, 0], base_y + u[:, 1], mode, quantize)
+        else:  # native kernel: faster, but ~1e-6 px coordinate round-off (not bit-faithful)
+            grid = torch.stack(((base_x + u[:, 0]) * (2.0 / (w - 1)) - 1,
+                                (base_y + u[:, 1]) * (2.0 / (h - 1)) - 1), dim=-1)
+            warped = F.grid_sample(stack, grid, mode=mode, padding_mode="zeros",
+                                   align_corners=True)
         I1w, g = warped[:, 0:1], warped[:, 1:3]
         grad = g.square().sum(dim=1, keepdim=True)
         rho_c = I1w - g[:, 0:1] * u[:, 0:1] - g[:, 1:2] * u[:, 1:2] - I0

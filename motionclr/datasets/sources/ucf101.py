@@ -19,11 +19,11 @@ def find_layout(root: Path) -> tuple[Path, Path]:
     """(video root, split-file dir); raises with what is missing when the root is wrong."""
     root = Path(root)
     tried = []
-    for video_root in (root, root / "UCF101"):
-        for split_dir in (video_root / "ucfTrainTestlist", root / "ucfTrainTestlist"):
-            tried.append(str(split_dir / "classInd.txt"))
-            if (split_dir / "classInd.txt").is_file():
-                return video_root, split_dir
+    video_root = root / "UCF101" if (root / "UCF101").is_dir() else root
+    for split_dir in (video_root / "ucfTrainTestlist", root / "ucfTrainTestlist"):
+        tried.append(str(split_dir / "classInd.txt"))
+        if (split_dir / "classInd.txt").is_file():
+            return video_root, split_dir
     raise FileNotFoundError(
         f"no UCF101 split files under {root}: looked for {', '.join(dict.fromkeys(tried))}. "
         "Expected the official layout <root>/<Class>/v_<Class>_gXX_cYY.avi with "

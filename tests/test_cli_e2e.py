@@ -1,0 +1,51 @@
+"""The CLI end to end on a tiny synthetic dataset: generate -> flow -> pretrain -> retrieval."""
+import json
+import subprocess
+import sys
+
+from tests.conftest import tiny_overrides
+
+
+def _cli(*args, check=True):
+    res = subprocess.run([sys.executable, "-m", "motionclr", *args], capture_output=True,
+                         text=True, timeout=600)
+    if check:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_cli_pipeline(tmp_path, tiny_root):
+    run = tmp_path / "run"
+    over = tiny_overrides(tiny_root, tmp_path / "cache") + [f"train.run={run}",
+                                                           "train.epochs=2"]
+    out = _cli("flow", *over).stdout
+    assert "flow-" in out
+    assert "cache hit" in _cli("flow", *over).stdout
+    _cli("pretrain", *over)
+    assert (run / "checkpoint.pt").is_file() and (run / "config.yaml").is_file()
+    log = (run / "log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,step,lr") and len(log) >= 3
+    res = _cli("eval", "retrieval", "--run", str(run), f"data.root={tiny_root}")
+    assert "R@1" in res.stdout
+    result = json.loads((run / "retrieval.json").read_text())
+    assert result["protocol"]["n_query"] == 8 and result["protocol"]["n_gallery"] == 8
+    assert set(result["recall"]) == {"1", "5", "10", "20", "50"}
+    assert result["recall"]["50"] == 1.0
+
+
+def test_resume_continues_from_checkpoint(tmp_path, tiny_root):
+    run = tmp_path / "run"
+    over = tiny_overrides(tiny_root, tmp_path / "cache") + [f"train.run={run}"]
+    _cli("flow", *over)
+    _cli("pretrain", *over, "train.epochs=1")
+    first = (run / "log.csv").read_text().splitlines()
+    res = _cli("pretrain", *over, "train.epochs=2")
+    assert "resuming" in res.stdout
+    log = (run / "log.csv").read_text().splitlines()
+    assert log[: len(first)] == first and {r.split(",")[0] for r in log[1:]} == {"0", "1"}
+
+
+def test_bad_config_key_fails_at_once_with_choices(tmp_path):
+    res = _cli("pretrain", "train.epoch=3", check=False)
+    assert res.returncode == 2
+    assert "unknown config key 'train.epoch'" in res.stderr and "epochs" in res.stderr

@@ -1,0 +1,57 @@
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from motionclr.datasets.samplers import RandomClip, UniformClips
+from motionclr.datasets.shard_dataset import ShardClipDataset
+from motionclr.pipeline.shards import read_video
+
+
+def test_sample_is_uint8_dict_aligned_with_stored_arrays(tiny_stage):
+    _, stage = tiny_stage
+    ds = ShardClipDataset(stage, "train", sampler=RandomClip(4, 2, num_clips=2), train=True)
+    s = ds[3]
+    assert set(s) >= {"rgb", "flow", "label", "video_id", "starts"}
+    assert s["rgb"].dtype == np.uint8 and s["rgb"].shape == (2, 3, 4, 32, 42)
+    assert s["flow"].shape == (2, 2, 4, 32, 42)
+    rgb, flow, _ = read_video(stage, s["video_id"])
+    start = int(s["starts"][0])
+    idx = start + 2 * np.arange(4)
+    # Flow index i is frame i -> i+1: the clip's flow uses the same indices as its frames.
+    assert np.array_equal(s["rgb"][0], rgb[idx].transpose(3, 0, 1, 2))
+    assert np.array_equal(s["flow"][0], flow[np.minimum(idx, len(flow) - 1)].transpose(3, 0, 1, 2))
+    assert 0 <= s["label"] < 8
+
+
+def test_deterministic_per_seed_epoch_index(tiny_stage):
+    _, stage = tiny_stage
+    ds = ShardClipDataset(stage, "train", sampler=RandomClip(4, 1, 2), window=24, seed=5)
+    a, b = ds[1], ds[1]
+    assert np.array_equal(a["rgb"], b["rgb"]) and a["rgb"].shape[-2:] == (24, 24)
+    ds.set_epoch(1)
+    assert not np.array_equal(ds[1]["starts"], a["starts"]) or \
+        not np.array_equal(ds[1]["rgb"], a["rgb"])
+
+
+@pytest.mark.parametrize("workers,ctx", [(0, None), (2, "fork"), (2, "spawn")])
+def test_dataloader_workers_give_identical_batches(tiny_stage, workers, ctx):
+    _, stage = tiny_stage
+    ds = ShardClipDataset(stage, "test", sampler=UniformClips(4, 1, 3), train=False, window=32)
+    kw = {"multiprocessing_context": mp.get_context(ctx)} if ctx else {}
+    loader = DataLoader(ds, batch_size=3, num_workers=workers, **kw)
+    batches = list(loader)
+    ref = [ds[i] for i in range(len(ds))]
+    got_ids = [v for b in batches for v in b["video_id"]]
+    assert got_ids == [r["video_id"] for r in ref]          # every video exactly once
+    rgb = torch.cat([b["rgb"] for b in batches])
+    assert rgb.dtype == torch.uint8
+    assert np.array_equal(rgb.numpy(), np.stack([r["rgb"] for r in ref]))
+
+
+def test_unknown_subset_is_a_clear_error(tiny_stage):
+    _, stage = tiny_stage
+    with pytest.raises(ValueError, match="train"):
+        ShardClipDataset(stage, "validation")

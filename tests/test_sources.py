@@ -1,0 +1,74 @@
+import pytest
+
+from motionclr.datasets.sources import list_videos
+from motionclr.datasets.sources.base import resolve_inside
+from motionclr.datasets.sources.ucf101 import check_group_leakage
+
+
+def _fake_ucf(root, sub=""):
+    base = root / sub if sub else root
+    split_dir = root / "ucfTrainTestlist"
+    split_dir.mkdir(parents=True)
+    (split_dir / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 HandstandPushups\n")
+    (split_dir / "trainlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n"
+        "HandstandPushups/v_HandStandPushups_g09_c02.avi 2\n")
+    (split_dir / "testlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\n")
+    for rel in ["ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi",
+                "HandstandPushups/v_HandStandPushups_g09_c02.avi",
+                "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"]:
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_bytes(b"x")
+
+
+@pytest.mark.parametrize("sub", ["", "UCF101"])
+def test_ucf101_split_parsing_zero_based(tmp_path, sub):
+    _fake_ucf(tmp_path, sub)
+    entries = list_videos("ucf101", tmp_path, split=1)
+    assert [(e.label, e.label_name, e.subset) for e in entries] == [
+        (0, "ApplyEyeMakeup", "train"), (1, "HandstandPushups", "train"),
+        (0, "ApplyEyeMakeup", "test")]
+    assert entries[1].group == "HandstandPushups_g09"
+    assert entries[2].video_id == "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01"
+    assert all(e.path.is_file() for e in entries)
+    assert check_group_leakage(entries) == []
+
+
+def test_wrong_root_lists_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="classInd.txt"):
+        list_videos("ucf101", tmp_path / "nowhere")
+
+
+def test_label_mismatch_and_bad_split(tmp_path):
+    _fake_ucf(tmp_path)
+    with pytest.raises(ValueError, match="split must be"):
+        list_videos("ucf101", tmp_path, split=4)
+    (tmp_path / "ucfTrainTestlist/trainlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 2\n")
+    with pytest.raises(ValueError, match="classInd says 1"):
+        list_videos("ucf101", tmp_path)
+
+
+def test_paths_must_stay_inside_root(tmp_path):
+    with pytest.raises(ValueError, match="inside"):
+        resolve_inside(tmp_path, "../etc/passwd")
+    with pytest.raises(ValueError, match="relative"):
+        resolve_inside(tmp_path, "/etc/passwd")
+
+
+def test_unknown_dataset_lists_valid():
+    with pytest.raises(ValueError, match="ucf101"):
+        list_videos("ucf1O1", ".")
+
+
+def test_synthetic_dataset_is_deterministic_and_motion_defined(tmp_path):
+    from motionclr.datasets.synthetic import CLASSES, generate, render_video
+    import numpy as np
+    a = render_video(0, np.random.default_rng([0, 0, 1, 1]), 6, (48, 32))
+    b = render_video(0, np.random.default_rng([0, 0, 1, 1]), 6, (48, 32))
+    assert np.array_equal(a, b)
+    root = generate(tmp_path, groups=2, clips=1, n_frames=6, size=(48, 32))
+    entries = list_videos("synthetic", root)
+    assert len(entries) == 2 * len(CLASSES)
+    assert {e.subset for e in entries if e.group.endswith("g01")} == {"test"}
