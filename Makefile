@@ -16,7 +16,7 @@ COMMON   := data.dataset=$(DATASET) data.root=$(DATA_ROOT) data.cache=$(CACHE) \
             pipeline.workers=$(WORKERS) flow.device=$(DEVICE)
 MOTIONCLR := $(BIN)/motionclr
 
-.PHONY: setup demo flow pretrain eval-retrieval bench test lint clean
+.PHONY: setup demo flow index pretrain eval-retrieval bench bench-methods test lint clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ demo: setup
 flow: setup
 	$(MOTIONCLR) flow --config configs/datasets/$(DATASET).yaml $(COMMON) $(ARGS)
 
+index: setup
+	$(MOTIONCLR) index --config $(CONFIGS) $(COMMON) $(ARGS)
+
 pretrain: setup
 	$(MOTIONCLR) pretrain --config $(CONFIGS) $(COMMON) train.device=$(DEVICE) \
 	    train.run=$(RUN) $(ARGS)
@@ -42,7 +45,11 @@ eval-retrieval: setup
 	    data.cache=$(CACHE) $(ARGS)
 
 bench: setup
-	$(MOTIONCLR) bench flow $(ARGS)
+	$(MOTIONCLR) bench flow --device $(DEVICE) $(ARGS)
+	$(MOTIONCLR) bench io $(ARGS)
+
+bench-methods: setup
+	$(MOTIONCLR) bench methods $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)

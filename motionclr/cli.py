@@ -30,6 +30,13 @@ def cmd_flow(args):
     print(run_flow_stage(cfg))
 
 
+def cmd_index(args):
+    from motionclr.pipeline.index_stage import run_index_stage
+    from motionclr.pipeline.stages import find_flow_stage
+    cfg = _config(args)
+    print(run_index_stage(cfg, find_flow_stage(cfg)))
+
+
 def cmd_pretrain(args):
     from motionclr.train.loop import pretrain
     print(pretrain(_config(args)))
@@ -68,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config("generate", cmd_generate, "write the embedded synthetic dataset")
     s = with_config("flow", cmd_flow, "decode + flow + HDF5 shards (cached)")
     s.add_argument("--shard", default="", help="i/n: only slice i of n (job arrays)")
+    with_config("index", cmd_index, "motion index (MDS, tubelets, segments) beside the shards")
     with_config("pretrain", cmd_pretrain, "pretrain a method on cached shards")
     with_config("demo", cmd_demo, "generate -> flow -> pretrain -> retrieval on CPU")
     s = sub.add_parser("eval", help="evaluate a run")
@@ -76,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.num_clips=5")
     s.set_defaults(fn=cmd_eval)
-    s = sub.add_parser("bench", help="benchmarks: flow | io")
-    s.add_argument("which", choices=["flow", "io"])
+    s = sub.add_parser("bench", help="benchmarks: flow | io | methods")
+    s.add_argument("which", choices=["flow", "io", "methods"])
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(fn=lambda a: _delegate(f"motionclr.bench.{a.which}:main")(a))
     s = sub.add_parser("viz", help="flow colour-wheel images / RGB|flow strips")

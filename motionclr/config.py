@@ -50,6 +50,11 @@ class PipelineCfg:
 
 
 @dataclass
+class IndexCfg:
+    params: dict = field(default_factory=dict)  # motion_index.IndexParams overrides
+
+
+@dataclass
 class ClipCfg:
     clip_len: int = 16             # frames per clip
     stride: int = 2                # temporal stride between sampled frames
@@ -103,6 +108,7 @@ class Config:
     decode: DecodeCfg = field(default_factory=DecodeCfg)
     flow: FlowCfg = field(default_factory=FlowCfg)
     pipeline: PipelineCfg = field(default_factory=PipelineCfg)
+    index: IndexCfg = field(default_factory=IndexCfg)
     clip: ClipCfg = field(default_factory=ClipCfg)
     model: ModelCfg = field(default_factory=ModelCfg)
     method: MethodCfg = field(default_factory=MethodCfg)

@@ -112,6 +112,11 @@ class ShardClipDataset(Dataset):
             # (V, T, H, W, 3) -> (V, 3, T, H, W)
             rgb = np.stack([self.read_clip(g["rgb"], c, ys, xs) for c in clips])
             out["rgb"] = np.ascontiguousarray(rgb.transpose(0, 4, 1, 2, 3))
+        if info is not None and "mcl_map" in info:
+            # Coarse motion map of each clip (MCL's tubelet crop); whole-frame coordinates.
+            from motionclr.pipeline.motion_index import clip_motion_map
+            out["motion_map"] = np.stack([clip_motion_map(info["mcl_map"], c)
+                                          for c in clips]).astype(np.float32)
         if "flow" in self.modalities:
             n_flow = v["n_frames"] - 1
             flow = np.stack([self.read_clip(g["flow"], np.minimum(c, n_flow - 1), ys, xs)

@@ -24,7 +24,7 @@ syncs at all.
 """
 from __future__ import annotations
 
-import math
+import functools
 
 import numpy as np
 import torch
@@ -38,12 +38,12 @@ OPENCV_PRESET = dict(
     interpolation="bicubic", quantize_coords=False, pyramid="opencv", stop=True,
     check_every=10, min_size=16, exact_remap=True, compile=False,
 )
-# Cheaper variant: a 0.5 pyramid (IPOL / scikit-image style, larger capture range, 1.33x the
-# finest-level cost instead of 2.5x), anti-aliased downsampling, bilinear warps, one fixed
-# budget of iterations per warp, no per-pair stop and no host sync. Tuned on the synthetic suite
-# (docs/flow.md).
+# Cheaper variant: a 0.5 pyramid (IPOL / scikit-image style: larger capture range, 1.33x the
+# finest-level cost instead of 2.5x), anti-aliased downsampling, native grid_sample bicubic
+# warps, a fixed budget of 4 warps x 20 iterations, no median, no per-pair stop, no host sync.
+# Tuned on the synthetic suite (docs/flow.md).
 FAST_PRESET = dict(
-    OPENCV_PRESET, scale_step=0.5, nscales=5, warps=5, inner_iterations=10, outer_iterations=1,
+    OPENCV_PRESET, scale_step=0.5, nscales=5, warps=4, inner_iterations=20, outer_iterations=1,
     median=0, interpolation="bicubic", pyramid="antialias", stop=False, exact_remap=False,
 )
 PRESETS = {"opencv": OPENCV_PRESET, "fast": FAST_PRESET}
@@ -190,13 +190,56 @@ def centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return gx, gy
 
 
+def _odd_even_merge_comparators(n: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sort network for n inputs (padded to 2^k, pads dropped)."""
+    size = 1
+    while size < n:
+        size *= 2
+    comps = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        comps.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    # a missing input acts as +inf: it never moves, so comparators touching it are no-ops
+    return [(a, b) for a, b in comps if b < n]
+
+
+@functools.lru_cache(maxsize=None)
+def _median_network(n: int) -> tuple:
+    """Comparators of a sorting network pruned to what output n // 2 (the median) needs.
+
+    Each entry is (a, b, need_min, need_max): after it, slot a holds min and slot b max, and
+    only the needed half is computed. n = 25 -> 113 comparators, 202 min/max ops.
+    """
+    need, kept = {n // 2}, []
+    for a, b in reversed(_odd_even_merge_comparators(n)):
+        if a in need or b in need:
+            kept.append((a, b, a in need, b in need))
+            need |= {a, b}
+    return tuple(reversed(kept))
+
+
 def median_filter(u: torch.Tensor, k: int) -> torch.Tensor:
-    """k x k median with replicated borders (cv::medianBlur), ``(B, C, H, W)`` -> same."""
-    b, c, h, w = u.shape
+    """Exact k x k median with replicated borders (cv::medianBlur), ``(B, C, H, W)`` -> same.
+
+    Uses a min/max selection network over the k*k shifted views: elementwise ops only, so it is
+    ~10x faster than ``unfold(...).median()`` on CPU and fuses well on GPU.
+    """
+    h, w = u.shape[-2:]
     r = k // 2
-    padded = F.pad(u.reshape(b * c, 1, h, w), (r, r, r, r), mode="replicate")
-    patches = F.unfold(padded, k)  # (B*C, k*k, H*W)
-    return patches.median(dim=1).values.reshape(b, c, h, w)
+    padded = F.pad(u, (r, r, r, r), mode="replicate")
+    v = [padded[..., i:i + h, j:j + w] for i in range(k) for j in range(k)]
+    for a, b, need_min, need_max in _median_network(k * k):
+        lo = torch.minimum(v[a], v[b]) if need_min else None
+        hi = torch.maximum(v[a], v[b]) if need_max else None
+        v[a], v[b] = lo, hi
+    return v[(k * k) // 2].contiguous()
 
 
 def _step(u, px, py, g, grad, rho_c, lg, safe_grad, has_grad, l_t: float, theta: float,

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from motionclr.config import Config, save_config
 from motionclr.datasets.shard_dataset import ShardClipDataset
+from motionclr.pipeline.index_stage import load_index, run_index_stage
 from motionclr.pipeline.stages import find_flow_stage
 from motionclr.train.methods import build_method
 from motionclr.train.schedules import cosine_schedule
@@ -130,9 +131,13 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
     if world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     stage = find_flow_stage(cfg)
+    index = None
+    if getattr(model, "needs_index", False):
+        # Cheap next to flow, and cached beside the shards: computed on first use.
+        index = load_index(run_index_stage(cfg, stage, progress=progress and rank == 0))
     ds = ShardClipDataset(stage, "train", cfg.data.split, sampler=model.sampler(),
                           window=cfg.decode.short_side, train=True,
-                          modalities=model.modalities, seed=cfg.train.seed)
+                          modalities=model.modalities, index=index, seed=cfg.train.seed)
     per_rank_batch = cfg.train.batch_size // world
     if len(ds) < per_rank_batch * world:
         raise ValueError(f"{len(ds)} training videos < train.batch_size={cfg.train.batch_size}")

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 from motionclr.train.methods.moco import MoCo
+from motionclr.train.methods.modist import MoDist
+from motionclr.train.methods.mscl import MSCL
 
 METHODS = {
     "moco": MoCo,
+    "modist": MoDist,
+    "mscl": MSCL,
 }
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks behind `motionclr bench <name>`: each module has ``main(argv)``."""
