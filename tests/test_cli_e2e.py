@@ -49,3 +49,31 @@ def test_bad_config_key_fails_at_once_with_choices(tmp_path):
     res = _cli("pretrain", "train.epoch=3", check=False)
     assert res.returncode == 2
     assert "unknown config key 'train.epoch'" in res.stderr and "epochs" in res.stderr
+
+
+def test_killed_training_resumes_with_identical_losses(tmp_path, tiny_root):
+    """kill -9 after the first checkpoint, rerun: later epochs match an uninterrupted run."""
+    import csv
+    import os
+    import signal
+    import time
+    over = tiny_overrides(tiny_root, tmp_path / "cache") + ["train.epochs=3", "train.log_every=1"]
+    _cli("flow", *over)
+    _cli("pretrain", *over, f"train.run={tmp_path / 'full'}")
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "motionclr", "pretrain", *over,
+                             f"train.run={run}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "checkpoint.pt").exists() and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    import torch
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] < 2  # interrupted
+    assert "resuming" in _cli("pretrain", *over, f"train.run={run}").stdout
+
+    def losses(p):
+        with open(p / "log.csv") as f:
+            return [(r["epoch"], r["step"], float(r["loss"])) for r in csv.DictReader(f)]
+    assert losses(run) == losses(tmp_path / "full")

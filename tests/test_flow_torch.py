@@ -13,6 +13,15 @@ from motionclr.flow.tvl1_torch import (median_filter, remap, resize_linear, rgb_
 SIZE = (64, 80)  # small images keep each OpenCV-parity case well under a second
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: on a shared 2-core box intra-op threads only add synchronisation stalls.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def cases():
     return {c.name: c for c in S.synthetic_suite(SIZE, include_large=False, border=4)}
@@ -64,10 +73,9 @@ def test_opencv_preset_matches_opencv_tvl1(cases):
         assert S.epe(ours, c.flow, c.valid) <= S.epe(ref, c.flow, c.valid) + 0.01, name
 
 
-def test_zero_motion_gives_exactly_zero_flow(cases):
-    flow = tvl1_torch(cases["zero"].frames)
-    assert np.count_nonzero(flow) == 0
-    assert np.abs(tvl1_torch(cases["zero"].frames, preset="fast")).max() < 0.05
+@pytest.mark.parametrize("preset", ["opencv", "fast"])
+def test_zero_motion_gives_exactly_zero_flow(cases, preset):
+    assert np.count_nonzero(tvl1_torch(cases["zero"].frames, preset=preset)) == 0
 
 
 def test_fast_preset_recovers_translation(cases):

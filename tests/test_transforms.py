@@ -163,3 +163,11 @@ def test_split_views_of_collated_dataset_batch():
     views = T.split_views({"rgb": rgb, "flow": rgb[:, :, :2], "label": torch.tensor([0, 1])})
     assert len(views) == 3 and views[1]["rgb"].shape == (2, 3, 4, 8, 8)
     assert (views[1]["rgb"] == 7).all() and (views[0]["flow"] == 0).all()
+
+
+def test_channels_last_input_gives_the_same_result():
+    b = _batch()
+    last = {k: (v.permute(0, 2, 3, 4, 1) if k in ("rgb", "flow") else v) for k, v in b.items()}
+    a = T.GPUAugment(size=16, flip="independent")(b, _gen(4))
+    c = T.GPUAugment(size=16, flip="independent", layout="thwc")(last, _gen(4))
+    assert torch.allclose(a["rgb"], c["rgb"]) and torch.allclose(a["flow"], c["flow"])

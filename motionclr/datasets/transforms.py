@@ -67,6 +67,15 @@ def _geometry(batch: dict) -> tuple[int, int, int, torch.device]:
 
 # ----------------------------------------------------------------------------- dtype
 
+def channels_first(batch: dict) -> dict:
+    """``(B, T, H, W, C)`` rgb/flow -> ``(B, C, T, H, W)`` views (no copy)."""
+    out = dict(batch)
+    for k in ("rgb", "flow"):
+        if k in batch:
+            out[k] = batch[k].permute(0, 4, 1, 2, 3)
+    return out
+
+
 def to_float(batch: dict, bound: float = 20.0) -> dict:
     """uint8 -> float32: rgb to [0, 1], flow dequantised to pixels (``q * 2b/255 - b``).
 
@@ -459,8 +468,11 @@ class AugmentCfg:
     ``flip``: ``off`` | ``shared`` (both views of a pair flip together) | ``independent``.
     ``motion_crop``: MCL's motion-focused crop instead of the plain random resized crop.
     ``flow_scale``: flow is divided by this after cropping (e.g. the bound, for ~[-1, 1]).
+    ``layout``: ``cthw`` for ``(B, C, T, H, W)`` input, or ``thwc`` for ``(B, T, H, W, C)``
+    (frames as stored; the worker then skips a transposing copy and the device permutes).
     """
     size: int = 112
+    layout: str = "cthw"
     train: bool = True
     bound: float = 20.0
     scale: tuple = (0.2, 1.0)
@@ -482,6 +494,8 @@ class AugmentCfg:
     def __post_init__(self):
         if self.flip not in FLIP_POLICIES:
             raise ValueError(f"flip policy {self.flip!r}; valid: {FLIP_POLICIES}")
+        if self.layout not in ("cthw", "thwc"):
+            raise ValueError(f"layout {self.layout!r}; valid: cthw, thwc")
 
     @classmethod
     def from_config(cls, cfg, train: bool = True, **overrides) -> "AugmentCfg":
@@ -550,6 +564,8 @@ class GPUAugment:
     def __call__(self, batch: dict, generator: torch.Generator | None = None,
                  flip: torch.Tensor | None = None) -> dict:
         c = self.cfg
+        if c.layout == "thwc":
+            batch = channels_first(batch)
         x = to_float(batch, c.bound)
         B, H, W, device = _geometry(x)
         boxes = self.boxes(x, generator)

