@@ -48,6 +48,19 @@ def cmd_eval(args):
         run_retrieval(args.run, args.overrides, device=args.device)
 
 
+def cmd_verify(args):
+    from motionclr.pipeline.verify import verify_cache
+    report = verify_cache(args.cache, checksums=not args.quick)
+    bad = 0
+    for stage, problems in report.items():
+        print(f"{stage}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+        for p in problems:
+            print(f"  - {p}")
+        bad += len(problems)
+    if bad:
+        raise SystemExit(1)
+
+
 def cmd_demo(args):
     from motionclr.demo import run_demo
     run_demo(args.config, args.overrides)
@@ -78,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     with_config("index", cmd_index, "motion index (MDS, tubelets, segments) beside the shards")
     with_config("pretrain", cmd_pretrain, "pretrain a method on cached shards")
     with_config("demo", cmd_demo, "generate -> flow -> pretrain -> retrieval on CPU")
+    s = sub.add_parser("verify", help="check shards against their manifest")
+    s.add_argument("cache", help="a flow stage directory or a cache root")
+    s.add_argument("--quick", action="store_true", help="skip the checksums")
+    s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("eval", help="evaluate a run")
     s.add_argument("protocol", choices=["retrieval"])
     s.add_argument("--run", required=True, help="run directory with checkpoint.pt")

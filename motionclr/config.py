@@ -22,6 +22,7 @@ class DataCfg:
     cache: str = "cache"           # where stage outputs live, each under a content hash
     limit: int = 0                 # keep only the first N videos (0 = all); for smoke runs
     flip: str = "off"              # horizontal flip policy: off | shared | independent
+    options: dict = field(default_factory=dict)  # source keyword args (folder: test_fraction)
 
 
 @dataclass
@@ -100,6 +101,8 @@ class EvalCfg:
     center: bool = True            # subtract the set's mean feature (CoCLR/MSCL protocol)
     ks: list = field(default_factory=lambda: [1, 5, 10, 20, 50])
     batch_size: int = 16
+    query: str = "test"            # subset whose videos query (K400/SSv2: val)
+    gallery: str = "train"         # subset searched
 
 
 @dataclass

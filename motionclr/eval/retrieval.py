@@ -52,13 +52,17 @@ def run_retrieval(run: str | Path, overrides: list[str] | None = None, device: s
     run = Path(run)
     cfg, model, meta = load_run(run, overrides, device)
     stage = find_flow_stage(cfg)
-    gallery = cached_features(model, stage, "train", cfg, run, meta, device, progress)
-    query = cached_features(model, stage, "test", cfg, run, meta, device, progress)
+    gallery = cached_features(model, stage, cfg.eval.gallery, cfg, run, meta, device, progress)
+    query = cached_features(model, stage, cfg.eval.query, cfg, run, meta, device, progress)
+    if (query["labels"] < 0).any():
+        raise ValueError(f"the {cfg.eval.query!r} subset has unlabelled videos; choose a "
+                         "labelled one with eval.query=val")
     rec = recall_at_k(query["feats"], query["labels"], gallery["feats"], gallery["labels"],
                       ks=tuple(cfg.eval.ks), center=cfg.eval.center)
     result = {"recall": {str(k): v for k, v in rec.items()},
               "protocol": {**protocol(cfg), "center": cfg.eval.center, "similarity": "cosine",
-                           "l2_normalised": True, "query": "test", "gallery": "train",
+                           "l2_normalised": True, "query": cfg.eval.query,
+                           "gallery": cfg.eval.gallery,
                            "hit": "any of top-k shares the query class",
                            "n_query": int(len(query["labels"])),
                            "n_gallery": int(len(gallery["labels"]))},

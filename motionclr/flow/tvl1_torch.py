@@ -1,8 +1,8 @@
 """Batched TV-L1 optical flow in PyTorch tensor ops (CPU or CUDA, fp32 state).
 
 Model and discretisation follow OpenCV's CPU ``DualTVL1OpticalFlow`` (Zach-Pock-Bischof 2007,
-Sanchez et al. 2013), written from the algorithm description in
-``/work/shared/reference/tvl1.md`` (see ``docs/flow.md``):
+Sanchez et al. 2013), written from the algorithm's description (design notes and parity
+numbers in ``docs/flow.md``):
 
 * intensities on the 0..255 scale (uint8 used as is), no pre-smoothing;
 * pyramid by bilinear ``cv::resize`` semantics (``scale_step`` 0.8, sizes rounded, coarsest side

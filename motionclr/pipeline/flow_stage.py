@@ -23,6 +23,7 @@ from motionclr.pipeline.cache import (FORMAT_VERSION, atomic_write_text, file_di
 from motionclr.pipeline.decode import DecodeError, decode_video, ffmpeg_version
 
 TORCH_METHODS = ("tvl1_torch", "raft_small", "raft_large")
+PACK_LOCK = "__pack__"
 
 
 def _version(pkg: str) -> str:
@@ -61,10 +62,29 @@ def stage_dir(cfg: Config, entries: list[VideoEntry]) -> Path:
     return Path(cfg.data.cache) / cfg.data.dataset / f"flow-{key}"
 
 
+def _event(parts_dir: Path, video_id: str, status: str, seconds: float, reason: str = ""):
+    """Append one line to the stage's event log (who computed what, when, how long)."""
+    import os
+    import socket
+    line = json.dumps({"video_id": video_id, "status": status, "host": socket.gethostname(),
+                       "pid": os.getpid(), "time": time.time(), "seconds": round(seconds, 3),
+                       **({"reason": reason} if reason else {})}) + "\n"
+    # One write() of a short line with O_APPEND: lines from concurrent workers don't interleave.
+    fd = os.open(parts_dir.parent / "events.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
 def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
     """Decode + flow + write one part. Never raises for a bad video: records the reason."""
     from motionclr.flow import compute_flow, quantize
     t0 = time.perf_counter()
+    # Several processes may share this directory (job arrays, Ray/Dask): claim first.
+    if shards.part_status(parts_dir, entry.video_id) or not shards.claim(parts_dir,
+                                                                          entry.video_id):
+        return {"video_id": entry.video_id, "status": "skipped", "frames": 0, "seconds": 0.0}
     try:
         if not entry.path.is_file():
             raise DecodeError(f"file not found: {entry.path}")
@@ -88,6 +108,7 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
                  "flow_clipped_fraction": float(np.mean(np.abs(flow) > cfg.flow.bound))}
         shards.write_part(parts_dir, entry.video_id, frames, q, attrs,
                           compression=cfg.pipeline.compression)
+        _event(parts_dir, entry.video_id, "done", time.perf_counter() - t0)
         return {"video_id": entry.video_id, "status": "done", "frames": info["n_frames"],
                 "seconds": time.perf_counter() - t0}
     except KeyboardInterrupt:
@@ -95,8 +116,11 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
     except Exception as e:  # noqa: BLE001 - any failure of one video is recorded, run goes on
         reason = f"{type(e).__name__}: {e}" if not isinstance(e, DecodeError) else str(e)
         shards.write_failure(parts_dir, entry.video_id, str(entry.path), reason)
+        _event(parts_dir, entry.video_id, "failed", time.perf_counter() - t0, reason)
         return {"video_id": entry.video_id, "status": "failed", "reason": reason, "frames": 0,
                 "seconds": time.perf_counter() - t0}
+    finally:
+        shards.release(parts_dir, entry.video_id)
 
 
 def parse_shard(spec: str) -> tuple[int, int] | None:
@@ -136,7 +160,7 @@ def _run_parallel(todo: list[VideoEntry], cfg: Config, parts_dir: Path, progress
 
 def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
     """Run (or resume, or skip) the flow stage; returns the stage directory."""
-    entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split)
+    entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split, **cfg.data.options)
     if cfg.data.limit > 0:
         entries = entries[:cfg.data.limit]
     out = stage_dir(cfg, entries)
@@ -167,11 +191,22 @@ def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
     pending = [e for e in entries if shards.part_status(parts_dir, e.video_id) is None]
     if pending:
         if progress:
-            print(f"flow: slice done; {len(pending)} videos still pending in other slices. "
+            print(f"flow: {len(pending)} videos still pending (other slices or workers). "
                   "Run again without --shard to pack when all slices finish.")
         return out
-    write_manifest(cfg, out, entries, timing={"seconds": wall, "computed": len(results),
-                                              "frames": sum(r["frames"] for r in results)})
+    computed = [r for r in results if r["status"] != "skipped"]
+    # One packer: processes finishing together must not both pack and delete parts.
+    if not shards.claim(parts_dir, PACK_LOCK):
+        if progress:
+            print("flow: another process is packing this stage")
+        return out
+    try:
+        if not (out / "manifest.json").is_file():
+            write_manifest(cfg, out, entries, timing={
+                "seconds": wall, "computed": len(computed),
+                "frames": sum(r["frames"] for r in computed)})
+    finally:
+        shards.release(parts_dir, PACK_LOCK)
     return out
 
 
@@ -180,7 +215,7 @@ def _split_membership(cfg: Config) -> dict:
     member: dict[str, dict] = {}
     for split in (1, 2, 3):
         try:
-            listed = SOURCES[cfg.data.dataset](cfg.data.root, split)
+            listed = SOURCES[cfg.data.dataset](cfg.data.root, split, **cfg.data.options)
         except (FileNotFoundError, ValueError):
             continue
         for e in listed:
@@ -202,14 +237,18 @@ def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: di
             g = f["videos"][e.video_id]
             n, h, w = g["rgb"].shape[:3]
             fps = float(g.attrs["fps"])
+            digest = str(g.attrs["content_blake2b"])
         videos.append({"video_id": e.video_id, "shard": where[e.video_id], "n_frames": int(n),
                        "height": int(h), "width": int(w), "fps": fps, "label": e.label,
                        "label_name": e.label_name, "group": e.group,
+                       "content_blake2b": digest,
                        "splits": member.get(e.video_id, {str(cfg.data.split): e.subset})})
-    classes = sorted({(e.label, e.label_name) for e in entries})
+    # Unlabelled test videos carry -1, and a class may have no video: index by label.
+    names = {e.label: e.label_name for e in entries if e.label >= 0}
+    classes = [names.get(i, "") for i in range(max(names, default=-1) + 1)]
     manifest = {"format_version": FORMAT_VERSION, "stage": "flow", "dataset": cfg.data.dataset,
                 "bound": cfg.flow.bound, "params": stage_params(cfg),
-                "classes": [name for _, name in classes], "videos": videos, "failed": failed,
+                "classes": classes, "videos": videos, "failed": failed,
                 "timing": timing, "convention": shards.CONVENTION}
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
     # The parts are now inside shards; the manifest marks completion, so drop them.

@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from motionclr.pipeline.cache import atomic_write_text
+from motionclr.pipeline.cache import atomic_write_text, pid_alive
 
 CONVENTION = ("flow[i] is the motion from frame i to frame i+1 as (dx, dy) in pixels; "
               "uint8 q dequantises as q*2b/255 - b with b = attrs['bound']; "
@@ -29,6 +31,16 @@ CONVENTION = ("flow[i] is the motion from frame i to frame i+1 as (dx, dy) in pi
 
 def video_key(video_id: str) -> str:
     return hashlib.sha1(video_id.encode()).hexdigest()[:20]
+
+
+def content_digest(rgb: np.ndarray, flow_q: np.ndarray) -> str:
+    """blake2b of the stored arrays (shapes included): equal outputs have equal digests,
+    however the work was split, and ``motionclr verify`` recomputes it from the shards."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in (rgb, flow_q):
+        h.update(repr(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def _chunks(shape: tuple, chunk_frames: int) -> tuple:
@@ -49,6 +61,7 @@ def write_part(parts_dir: Path, video_id: str, rgb: np.ndarray, flow_q: np.ndarr
         for k, v in attrs.items():
             g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
         g.attrs["video_id"] = video_id
+        g.attrs["content_blake2b"] = content_digest(rgb, flow_q)
     os.replace(tmp, final)
     return final
 
@@ -56,6 +69,38 @@ def write_part(parts_dir: Path, video_id: str, rgb: np.ndarray, flow_q: np.ndarr
 def write_failure(parts_dir: Path, video_id: str, path: str, reason: str) -> None:
     atomic_write_text(parts_dir / f"{video_key(video_id)}.failed.json",
                       json.dumps({"video_id": video_id, "path": path, "reason": reason}))
+
+
+def claim(parts_dir: Path, video_id: str, lease_s: float = 6 * 3600) -> bool:
+    """Atomically claim a video for this process (``O_CREAT | O_EXCL`` on ``<vkey>.claim``).
+
+    A claim held by a dead process on this host, or older than ``lease_s`` (a worker on
+    another machine that died), is taken over. Returns False if someone else holds it.
+    """
+    path = parts_dir / f"{video_key(video_id)}.claim"
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(path.read_text() or "{}")
+            except (OSError, ValueError):
+                held = {}
+            stale = (held.get("host") == me["host"] and not pid_alive(int(held.get("pid", 0))))
+            stale = stale or time.time() - float(held.get("time", 0)) > lease_s
+            if not stale or held.get("pid") == me["pid"] and held.get("host") == me["host"]:
+                return held.get("pid") == me["pid"] and held.get("host") == me["host"]
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return True
+    return False
+
+
+def release(parts_dir: Path, video_id: str) -> None:
+    (parts_dir / f"{video_key(video_id)}.claim").unlink(missing_ok=True)
 
 
 def part_status(parts_dir: Path, video_id: str) -> str | None:

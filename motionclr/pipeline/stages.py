@@ -18,7 +18,8 @@ def find_flow_stage(cfg: Config) -> Path:
     from motionclr.pipeline.flow_stage import stage_dir, stage_params
 
     try:
-        entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split)
+        entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split,
+                              **cfg.data.options)
         if cfg.data.limit > 0:
             entries = entries[:cfg.data.limit]
         exact = stage_dir(cfg, entries)

@@ -5,19 +5,30 @@ in the UCF101 layout, so it is read by the UCF101 source: the demo runs the real
 """
 from __future__ import annotations
 
-from motionclr.datasets.sources import ucf101
+from motionclr.datasets.sources import folder, hmdb51, kinetics, ssv2, ucf101
 from motionclr.datasets.sources.base import VideoEntry
 
 SOURCES = {
     "ucf101": ucf101.list_videos,
     "synthetic": ucf101.list_videos,
+    "hmdb51": hmdb51.list_videos,
+    "kinetics400": kinetics.list_videos,
+    "ssv2": ssv2.list_videos,
+    "folder": folder.list_videos,
 }
 
 
-def list_videos(dataset: str, root, split: int = 1) -> list[VideoEntry]:
+def list_videos(dataset: str, root, split: int = 1, **options) -> list[VideoEntry]:
+    """``options`` are the source's own keyword arguments (``data.options`` in configs),
+    e.g. ``test_fraction`` for ``folder``."""
     if dataset not in SOURCES:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {sorted(SOURCES)}")
-    return SOURCES[dataset](root, split)
+    try:
+        return SOURCES[dataset](root, split, **options)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            raise ValueError(f"data.options for {dataset}: {e}") from None
+        raise
 
 
 __all__ = ["SOURCES", "VideoEntry", "list_videos"]

@@ -23,3 +23,21 @@ def resolve_inside(root: Path, rel: str) -> Path:
     if Path(rel).is_absolute() or ".." in Path(rel).parts:
         raise ValueError(f"annotation path {rel!r} must be relative and stay inside {root}")
     return root / rel
+
+
+def check_missing(entries: list[VideoEntry], dataset: str, where, expected: str = "") -> None:
+    """Fail when no listed video exists (the root is wrong); warn when some are missing.
+
+    Missing videos stay in the list: the flow stage records each as failed, "file not found".
+    """
+    missing = [e for e in entries if not e.path.is_file()]
+    if entries and len(missing) == len(entries):
+        raise FileNotFoundError(
+            f"none of the {len(entries)} listed {dataset} videos exist under {where} "
+            f"(first: {missing[0].path.name}{'; expected ' + expected if expected else ''}); "
+            "is DATA_ROOT right?")
+    if missing:
+        import warnings
+        warnings.warn(f"{dataset}: {len(missing)} of {len(entries)} listed videos are missing "
+                      f"under {where} (first: {missing[0].video_id}; kept, the flow stage "
+                      "records them as not found)")

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import warnings
 from pathlib import Path
 
-from motionclr.datasets.sources.base import VideoEntry, resolve_inside
+from motionclr.datasets.sources.base import VideoEntry, check_missing, resolve_inside
 
 SPLITS = (1,)
 EXTS = {".avi", ".mp4", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
@@ -83,6 +82,27 @@ def _from_table(table: Path, test_fraction: float) -> list[VideoEntry]:
     return entries
 
 
+def _from_dirs(root: Path, test_fraction: float) -> list[VideoEntry]:
+    split_dirs = [(s, root / s) for s in ("train", "val", "test") if (root / s).is_dir()]
+    if not ((root / "train").is_dir() and len(split_dirs) > 1):
+        split_dirs = [(None, root)]  # layout 3: class folders directly under the root
+    classes = {n: i for i, n in enumerate(sorted(
+        {c.name for _, d in split_dirs for c in _class_dirs(d)}))}
+    entries = []
+    for subset, d in split_dirs:
+        for c in _class_dirs(d):
+            for v in _videos(c):
+                rel = v.relative_to(root).as_posix()
+                entries.append(_entry(root, v, classes[c.name], c.name,
+                                      subset or hash_subset(rel, test_fraction)))
+    if not entries:
+        raise FileNotFoundError(
+            f"no videos under {root}: expected <root>/<class>/<video> (or "
+            f"<root>/train/<class>/<video> with test/ or val/) with extensions "
+            f"{sorted(EXTS)}, or an annotations.csv of path,label,split")
+    return entries
+
+
 def list_videos(root: str | Path, split: int = 1, check_files: bool = True,
                 test_fraction: float = TEST_FRACTION) -> list[VideoEntry]:
     """The videos of the first layout that applies (see the module docstring)."""
@@ -101,30 +121,7 @@ def list_videos(root: str | Path, split: int = 1, check_files: bool = True,
         raise FileNotFoundError(f"dataset root {root} does not exist (expected a folder of "
                                 "<class>/<video> or an annotations.csv)")
     else:
-        split_dirs = [(s, root / d) for s, d in (("train", "train"), ("val", "val"),
-                                                ("test", "test")) if (root / d).is_dir()]
-        if not ((root / "train").is_dir() and len(split_dirs) > 1):
-            split_dirs = [(None, root)]
-        classes = sorted({c.name for _, d in split_dirs for c in _class_dirs(d)})
-        entries = []
-        for subset, d in split_dirs:
-            for c in _class_dirs(d):
-                for v in _videos(c):
-                    rel = v.relative_to(root).as_posix()
-                    entries.append(_entry(root, v, classes.index(c.name), c.name,
-                                          subset or hash_subset(rel, test_fraction)))
-        where = root
-        if not entries:
-            raise FileNotFoundError(
-                f"no videos under {root}: expected <root>/<class>/<video> (or "
-                f"<root>/train/<class>/<video> with test/ or val/) with extensions "
-                f"{sorted(EXTS)}, or an annotations.csv of path,label,split")
+        entries, where = _from_dirs(root, test_fraction), root
     if check_files:
-        missing = [e for e in entries if not e.path.is_file()]
-        if missing and len(missing) == len(entries):
-            raise FileNotFoundError(f"none of the {len(entries)} listed videos exist under "
-                                    f"{where} (first: {missing[0].video_id}); is the root right?")
-        if missing:
-            warnings.warn(f"folder: {len(missing)} of {len(entries)} listed videos are missing "
-                          f"under {where} (kept; the flow stage records them as not found)")
+        check_missing(entries, "folder", where)
     return entries

@@ -10,10 +10,9 @@ mmaction2's sorted ``videos/`` folders); the class name is kept.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-from motionclr.datasets.sources.base import VideoEntry, resolve_inside
+from motionclr.datasets.sources.base import VideoEntry, check_missing, resolve_inside
 
 SPLITS = (1, 2, 3)
 SPLIT_DIR = "testTrainMulti_7030_splits"
@@ -62,13 +61,5 @@ def list_videos(root: str | Path, split: int = 1, check_files: bool = True) -> l
                                       label_name=cls, subset=_SUBSET[flag]))
     entries.sort(key=lambda e: _ORDER.index(e.subset))  # stable: class/file order kept
     if check_files:
-        missing = [e for e in entries if not e.path.is_file()]
-        if missing and len(missing) == len(entries):
-            raise FileNotFoundError(
-                f"none of the {len(entries)} videos in the HMDB51 split files exist under "
-                f"{video_root} (first: {missing[0].video_id}.avi); is DATA_ROOT right?")
-        if missing:
-            # Kept in the list: the flow stage records each as failed with "file not found".
-            warnings.warn(f"hmdb51: {len(missing)} of {len(entries)} listed videos are "
-                          f"missing under {video_root} (first: {missing[0].video_id})")
+        check_missing(entries, "hmdb51", video_root, "<Class>/<video>.avi")
     return entries

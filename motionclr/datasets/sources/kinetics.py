@@ -21,7 +21,7 @@ import re
 import warnings
 from pathlib import Path
 
-from motionclr.datasets.sources.base import VideoEntry, resolve_inside
+from motionclr.datasets.sources.base import VideoEntry, check_missing, resolve_inside
 
 SPLITS = (1,)
 EXTS = (".mp4", ".webm", ".mkv")
@@ -102,13 +102,7 @@ def list_videos(root: str | Path, split: int = 1, check_files: bool = True) -> l
     if dupes:
         warnings.warn(f"kinetics400: skipped {dupes} repeated annotation rows")
     if check_files:
-        missing = sum(not e.path.is_file() for e in entries)
-        if missing == len(entries):
-            raise FileNotFoundError(
-                f"none of the {len(entries)} annotated Kinetics videos exist under {root}: "
-                f"looked in {', '.join(d for ds in SPLIT_DIRS.values() for d in ds)} for "
-                f"<youtube_id>_<start:06d>_<end:06d>.{{mp4,webm,mkv}}; is DATA_ROOT right?")
-        if missing:
-            warnings.warn(f"kinetics400: {missing} of {len(entries)} annotated videos are "
-                          "missing (kept; the flow stage records them as not found)")
+        check_missing(entries, "kinetics400", root,
+                      f"<youtube_id>_<start:06d>_<end:06d>.{{mp4,webm,mkv}} in "
+                      f"{', '.join(d for ds in SPLIT_DIRS.values() for d in ds)}")
     return entries

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
 from pathlib import Path
 
-from motionclr.datasets.sources.base import VideoEntry, resolve_inside
+from motionclr.datasets.sources.base import VideoEntry, check_missing, resolve_inside
 
 FLIP_POLICY = "off"
 SPLITS = (1,)
@@ -93,12 +92,5 @@ def list_videos(root: str | Path, split: int = 1, check_files: bool = True) -> l
                                       video_id=path.relative_to(root).with_suffix("").as_posix(),
                                       label=index.get(name, -1), label_name=name, subset=subset))
     if check_files:
-        missing = [e for e in entries if not e.path.is_file()]
-        if missing and len(missing) == len(entries):
-            raise FileNotFoundError(
-                f"none of the {len(entries)} SSv2 videos exist: looked for <id>.webm in "
-                f"{video_dir} (first: {missing[0].path.name}); is DATA_ROOT right?")
-        if missing:
-            warnings.warn(f"ssv2: {len(missing)} of {len(entries)} listed videos are missing "
-                          f"from {video_dir} (kept; the flow stage records them as not found)")
+        check_missing(entries, "ssv2", video_dir, "<id>.webm")
     return entries

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from motionclr.datasets.sources.base import VideoEntry, resolve_inside
+from motionclr.datasets.sources.base import VideoEntry, check_missing, resolve_inside
 
 _GROUP = re.compile(r"_g(\d+)_c\d+", re.IGNORECASE)
 
@@ -48,7 +48,7 @@ def list_videos(root: str | Path, split: int = 1, check_files: bool = True) -> l
     video_root, split_dir = find_layout(Path(root))
     classes = read_class_index(split_dir / "classInd.txt")
     by_lower = {c.lower(): i for i, c in enumerate(classes)}
-    entries, missing = [], []
+    entries = []
     for subset, fname in (("train", f"trainlist0{split}.txt"), ("test", f"testlist0{split}.txt")):
         f = split_dir / fname
         if not f.is_file():
@@ -65,16 +65,12 @@ def list_videos(root: str | Path, split: int = 1, check_files: bool = True) -> l
             if len(parts) > 1 and int(parts[1]) - 1 != label:
                 raise ValueError(f"{f}: {rel} has label {parts[1]} but classInd says {label + 1}")
             path = resolve_inside(video_root, rel)
-            if check_files and not path.is_file():
-                missing.append(rel)
             g = _GROUP.search(rel)
             entries.append(VideoEntry(path=path, video_id=str(Path(rel).with_suffix("")),
                                       label=label, label_name=classes[label], subset=subset,
                                       group=f"{classes[label]}_g{g.group(1)}" if g else None))
-    if missing and len(missing) == len(entries):
-        raise FileNotFoundError(f"none of the {len(entries)} videos in the split files exist "
-                                f"under {video_root} (first: {missing[0]}); is DATA_ROOT right?")
-    # Missing files stay in the list: decoding records them as failed with their reason.
+    if check_files:
+        check_missing(entries, "ucf101", video_root, "<Class>/v_<Class>_gXX_cYY.avi")
     return entries
 
 

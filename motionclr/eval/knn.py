@@ -1,0 +1,81 @@
+"""Weighted kNN classification on frozen features (DINO ``eval_knn.py`` / solo-learn).
+
+Every test video votes with its ``k`` most cosine-similar train videos, each vote weighted
+``exp(sim / T)``. Cheap enough to run as a monitor during pretraining; not the standard
+UCF101/HMDB51 number (that is the linear probe or finetuning).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DEFAULTS = {"ks": [10, 20], "temperature": 0.07}
+
+
+@torch.no_grad()
+def knn_predict(train_feats, train_labels, test_feats, k: int = 20, T: float = 0.07,
+                num_classes: int | None = None, chunk: int = 1024) -> np.ndarray:
+    """Predicted class of every test feature.
+
+    Args:
+        train_feats: (N, D) gallery features; train_labels: (N,) ints.
+        test_feats: (M, D). k: neighbours (clipped to N). T: vote temperature.
+        num_classes: C; defaults to max label + 1.
+        chunk: test rows per similarity block, so (chunk, N) is the largest matrix.
+    Returns:
+        (M,) int64 predictions; ties in the vote go to the lower class id.
+    """
+    tr = F.normalize(torch.as_tensor(np.asarray(train_feats), dtype=torch.float32), dim=1)
+    te = F.normalize(torch.as_tensor(np.asarray(test_feats), dtype=torch.float32), dim=1)
+    labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
+    c = int(num_classes or int(labels.max()) + 1)
+    k = min(int(k), tr.shape[0])
+    out = []
+    for s in range(0, te.shape[0], chunk):
+        sim = te[s:s + chunk] @ tr.T                           # (m, N) cosine
+        top, idx = sim.topk(k, dim=1)
+        votes = torch.zeros(sim.shape[0], c).scatter_add_(1, labels[idx], (top / T).exp())
+        out.append(votes.argmax(dim=1))
+    return torch.cat(out).numpy()
+
+
+def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int = 20,
+                 T: float = 0.07) -> float:
+    """Top-1 accuracy of ``knn_predict`` (fraction of test items, every item counted)."""
+    c = int(max(np.max(train_labels), np.max(test_labels))) + 1
+    pred = knn_predict(train_feats, train_labels, test_feats, k, T, num_classes=c)
+    return float((pred == np.asarray(test_labels)).mean())
+
+
+def run_knn(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
+            knobs: dict | None = None, progress: bool = True) -> dict:
+    """kNN of the test split against the train split on cached features; writes knn.json."""
+    from motionclr.eval.checkpoint import load_run
+    from motionclr.eval.features import cached_features, protocol
+    from motionclr.eval.retrieval_protocols import resolve_knobs
+    from motionclr.pipeline.cache import atomic_write_text
+    from motionclr.pipeline.stages import find_flow_stage
+
+    run = Path(run)
+    cfg, model, meta = load_run(run, overrides, device)
+    kn = resolve_knobs(cfg, "knn", DEFAULTS, knobs)
+    stage = find_flow_stage(cfg)
+    tr = cached_features(model, stage, "train", cfg, run, meta, device, progress)
+    te = cached_features(model, stage, "test", cfg, run, meta, device, progress)
+    acc = {str(k): knn_accuracy(tr["feats"], tr["labels"], te["feats"], te["labels"], k,
+                                kn["temperature"]) for k in kn["ks"]}
+    result = {"top1": acc, "protocol": {**protocol(cfg), **kn, "similarity": "cosine",
+                                        "vote": "sum of exp(sim/T) per class",
+                                        "gallery": "train", "query": "test",
+                                        "n_train": int(len(tr["labels"])),
+                                        "n_test": int(len(te["labels"]))},
+              "dataset": cfg.data.dataset, "method": cfg.method.name,
+              "backbone": cfg.model.backbone, "epoch": meta["epoch"]}
+    atomic_write_text(run / "knn.json", json.dumps(result, indent=1))
+    if progress:
+        print("knn top-1: " + ", ".join(f"k={k}: {100 * v:.1f}" for k, v in acc.items()))
+    return result
