@@ -149,7 +149,7 @@ def _fake_kinetics(root, clips, ann_dir="annotations", val_name="validate.csv"):
 @pytest.mark.parametrize("ann_dir,val_name", [("annotations", "validate.csv"), ("", "val.csv")])
 def test_kinetics_labels_subsets_and_missing_reported(tmp_path, clips, ann_dir, val_name):
     _fake_kinetics(tmp_path, clips, ann_dir, val_name)
-    with pytest.warns(UserWarning, match="1 of 5 annotated videos are missing"):
+    with pytest.warns(UserWarning, match="1 of 5 listed videos are missing"):
         entries = kinetics.list_videos(tmp_path)
     assert [(e.video_id, e.label, e.label_name, e.subset) for e in entries] == [
         ("train/abseiling/-3B32lodo2M_000059_000069", 0, "abseiling", "train"),

@@ -1,0 +1,128 @@
+"""Retrieval protocol presets, protocol-knob resolution, and the retrieval example figure.
+
+``retrieval_protocol("vcop")`` vs ``("coclr")`` gives the settings that differ between the
+codebases (eval.md B.1) as config overrides for ``motionclr eval retrieval``.
+``retrieval_figure`` draws a few test queries next to their top-k train neighbours.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# What our extractor can reproduce of each codebase. Both use uniformly spaced clips: the
+# CoCLR/MSCL dense windows and per-clip L2 are not in ``features.py`` (recorded as such).
+RETRIEVAL_PROTOCOLS = {
+    "coclr": {"num_clips": 10, "center": True, "similarity": "cosine",
+              "differs_from_original": ["uniform clips, not dense 32-frame windows",
+                                        "no per-clip L2 before averaging"]},
+    "vcop": {"num_clips": 10, "center": False, "similarity": "cosine",
+             "differs_from_original": ["pooled backbone output, not the flattened conv5 map",
+                                       "every video kept (VCOP's drop_last loses up to 7)"]},
+}
+
+
+def retrieval_protocol(name: str = "coclr") -> dict:
+    """Settings of a named retrieval protocol (``coclr`` = also MSCL; ``vcop`` = also IIC)."""
+    if name not in RETRIEVAL_PROTOCOLS:
+        raise ValueError(f"unknown retrieval protocol {name!r}; valid: {sorted(RETRIEVAL_PROTOCOLS)}")
+    return {"name": name, **RETRIEVAL_PROTOCOLS[name]}
+
+
+def protocol_overrides(name: str = "coclr") -> list[str]:
+    """The protocol as dotted overrides, e.g. ``["eval.num_clips=10", "eval.center=false"]``."""
+    p = retrieval_protocol(name)
+    return [f"eval.num_clips={p['num_clips']}", f"eval.center={str(p['center']).lower()}"]
+
+
+def resolve_knobs(cfg, section: str, defaults: dict, extra: dict | None = None) -> dict:
+    """Protocol knobs: ``defaults`` <- ``cfg.eval.<section>`` (a dict, if the config has that
+    field) <- ``extra``. Unknown keys fail at once with the valid ones, like the config."""
+    out = dict(defaults)
+    for src in (getattr(getattr(cfg, "eval", None), section, None) or {}, extra or {}):
+        unknown = sorted(set(src) - set(defaults))
+        if unknown:
+            raise KeyError(f"unknown eval.{section} knob(s) {unknown}; valid: {sorted(defaults)}")
+        out.update(src)
+    return out
+
+
+def neighbours(query_feats, gallery_feats, k: int = 5, center: bool = True):
+    """Top-k gallery indices (Q, k) and their cosine similarities (Q, k), the geometry of
+    ``retrieval.recall_at_k`` (per-set centring, L2, dot product; stable ties)."""
+    q = np.asarray(query_feats, np.float64)
+    g = np.asarray(gallery_feats, np.float64)
+    if center:
+        q, g = q - q.mean(0, keepdims=True), g - g.mean(0, keepdims=True)
+    q /= np.linalg.norm(q, axis=1, keepdims=True).clip(min=1e-12)
+    g /= np.linalg.norm(g, axis=1, keepdims=True).clip(min=1e-12)
+    sim = q @ g.T
+    idx = np.argsort(-sim, axis=1, kind="stable")[:, :min(k, g.shape[0])]
+    return idx, np.take_along_axis(sim, idx, axis=1)
+
+
+def draw_retrieval(query_frames, neighbour_frames, correct, query_titles, neighbour_titles,
+                   path: str | Path) -> Path:
+    """Grid figure: row i = query frame, then its neighbours framed green (same class) or red.
+
+    Args:
+        query_frames: Q uint8 (H, W, 3). neighbour_frames: Q lists of k uint8 frames.
+        correct: (Q, k) bools. query_titles / neighbour_titles: str, (Q,) and (Q, k).
+    """
+    import matplotlib
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+    nq, k = len(query_frames), len(neighbour_frames[0])
+    fig, axes = plt.subplots(nq, k + 1, figsize=(1.9 * (k + 1), 2.0 * nq), squeeze=False)
+    for i in range(nq):
+        cells = [(query_frames[i], query_titles[i], "black")] + [
+            (neighbour_frames[i][j], neighbour_titles[i][j],
+             "tab:green" if correct[i][j] else "tab:red") for j in range(k)]
+        for j, (img, title, colour) in enumerate(cells):
+            ax = axes[i, j]
+            ax.imshow(img)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_edgecolor(colour)
+                s.set_linewidth(1 if j == 0 else 4)
+            mark = "" if j == 0 else (" \u2713" if correct[i][j - 1] else " \u2717")
+            ax.set_title(("query: " if j == 0 else f"#{j}: ") + title + mark, fontsize=7,
+                         color=colour)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def retrieval_figure(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
+                     n_queries: int = 4, k: int = 5, progress: bool = False) -> Path:
+    """``<run>/retrieval_examples.png``: ``n_queries`` test videos (evenly spread over the
+    test list, deterministic) and their top-``k`` train neighbours, middle frames."""
+    from motionclr.eval.checkpoint import load_run
+    from motionclr.eval.features import cached_features
+    from motionclr.pipeline.shards import load_manifest, read_video
+    from motionclr.pipeline.stages import find_flow_stage
+
+    run = Path(run)
+    cfg, model, meta = load_run(run, overrides, device)
+    stage = find_flow_stage(cfg)
+    gal = cached_features(model, stage, "train", cfg, run, meta, device, progress)
+    qry = cached_features(model, stage, "test", cfg, run, meta, device, progress)
+    classes = load_manifest(stage)["classes"]
+    nq = min(n_queries, len(qry["labels"]))
+    qi = np.linspace(0, len(qry["labels"]) - 1, nq).round().astype(int)
+    idx, _ = neighbours(qry["feats"][qi], gal["feats"], k, cfg.eval.center)
+
+    def middle(video_id):
+        rgb = read_video(stage, str(video_id))[0]
+        return rgb[len(rgb) // 2]
+
+    correct = gal["labels"][idx] == qry["labels"][qi][:, None]
+    return draw_retrieval(
+        [middle(qry["video_ids"][i]) for i in qi],
+        [[middle(gal["video_ids"][j]) for j in row] for row in idx], correct,
+        [classes[int(qry["labels"][i])] for i in qi],
+        [[classes[int(gal["labels"][j])] for j in row] for row in idx],
+        run / "retrieval_examples.png")
