@@ -172,15 +172,17 @@ def test_mcl_weight_schedule():
     assert model.weights() == (0.0, 1.0)
 
 
-def _mal_grad_parts(model):
+def _mal_grad_parts(model, use_features=False):
     """L_MAL alone: its gradient on the projector exists only through dscore/dA."""
     q1, q2 = mcl_mod.augment_views(model, _batch(model), [0, 0], torch.Generator().manual_seed(1))
     k = model.encode_keys([q2])[0][:, 0]
-    with capture(model.sal_module, model.backbone) as maps:
-        q = torch.nn.functional.normalize(model.projector(model.backbone(q1["rgb"])), dim=1)
+    with capture(model.sal_module) as maps:
+        fmap = model.backbone.features(q1["rgb"])
+        q = torch.nn.functional.normalize(model.projector(fmap.mean(dim=(2, 3, 4))), dim=1)
     score = (q * k).sum(1)
-    loss, _ = mcl_mod.mal_loss(score, maps[0], q1["flow"], model.mal)
-    return loss, maps[0], score
+    a = fmap if use_features else maps[0]
+    loss, _ = mcl_mod.mal_loss(score, a, q1["flow"], model.mal)
+    return loss, a, score
 
 
 def test_mcl_second_order_path_on_cpu():
@@ -193,14 +195,15 @@ def test_mcl_second_order_path_on_cpu():
     assert _grads(loss, model.backbone.body[0]) > 0  # and the first conv
 
 
-def test_saliency_layer_default_is_spatially_resolved_features_is_flat():
+def test_saliency_on_last_conv_is_spatially_resolved_on_features_flat():
     torch.manual_seed(0)
-    for layer, flat in (("", False), ("features", True)):
-        model = MCL(_cfg(saliency_layer=layer))
-        _, fmap, score = _mal_grad_parts(model)
+    model = MCL(_cfg())
+    assert model.sal_module is model.backbone.body[-3]  # small3d's last Conv3d
+    for use_features, flat in ((False, False), (True, True)):
+        _, fmap, score = _mal_grad_parts(model, use_features)
         sal = gradient_saliency(score, fmap)  # (N, T, H, W)
         spread = (sal.flatten(2).std(-1) / sal.flatten(2).mean(-1).clamp_min(1e-12)).max()
-        assert (spread < 1e-4) == flat, (layer, spread)
+        assert (spread < 1e-4) == flat, (use_features, spread)
 
 
 @pytest.mark.parametrize("make", [lambda: MCL(_cfg()), lambda: with_motion_focus(MSCL)(_cfg())])

@@ -242,14 +242,15 @@ def median_filter(u: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _step(u, px, py, g, grad, rho_c, lg, safe_grad, has_grad, l_t: float, theta: float,
-          taut: float):
+          taut: float, with_error: bool = True):
     """One TV-L1 iteration for the whole batch (pure tensor function, compilable).
 
     Shapes: u, px, py ``(B, 2, H, W)`` (flow and the x/y dual components for each flow
     channel); g ``(B, 2, H, W)`` warped image gradient; grad, rho_c, lg, safe_grad, has_grad
     ``(B, 1, H, W)``.
     Returns:
-        ``(u_new, px_new, py_new, err)`` with err ``(B,)`` the summed squared change of u.
+        ``(u_new, px_new, py_new, err)`` with err ``(B,)`` the summed squared change of u
+        (None unless ``with_error``: the fixed-budget preset does not need the reduction).
     """
     rho = rho_c + (g[:, 0:1] * u[:, 0:1] + g[:, 1:2] * u[:, 1:2])
     # thresholding step: coefficient on grad I1w, three regimes (and 0 where |grad|^2 ~ 0)
@@ -259,7 +260,7 @@ def _step(u, px, py, g, grad, rho_c, lg, safe_grad, has_grad, l_t: float, theta:
     # divergence: backward differences with p[-1] = 0 (negative adjoint of forward gradient)
     div = (px - F.pad(px[..., :-1], (1, 0))) + (py - F.pad(py[..., :-1, :], (0, 0, 1, 0)))
     u_new = v + theta * div
-    err = (u_new - u).square().sum(dim=(1, 2, 3))
+    err = (u_new - u).square().sum(dim=(1, 2, 3)) if with_error else None
     # forward differences, zero in the last column / row
     ux = F.pad(u_new[..., 1:] - u_new[..., :-1], (0, 1))
     uy = F.pad(u_new[..., 1:, :] - u_new[..., :-1, :], (0, 0, 0, 1))
@@ -375,7 +376,7 @@ def _solve_level(I0, I1, u, cfg: dict, step) -> torch.Tensor:
                 med = median_filter(u, median)
                 u = torch.where(active.view(b, 1, 1, 1), med, u) if stop else med
             u_new, px_new, py_new, err = step(u, px, py, g, grad, rho_c, lg, safe_grad,
-                                              has_grad, l_t, theta, taut)
+                                              has_grad, l_t, theta, taut, stop)
             if stop:
                 # freeze pairs that had already converged; the iteration that crosses the
                 # threshold is still applied in full (as in OpenCV)

@@ -9,17 +9,13 @@ with ``motion_crop``; the batch's ``motion_map`` or, without it, a map from the 
 ``with_motion_focus(cls)`` adds the tubelets and L_MAL to a MoDist-family method (MoDist,
 MSCL); docs/combinations.md describes the combined methods.
 
-``cfg.method.params`` keys (all optional):
-    p_motion, p_ordered, top_frac: ``MCLTriplet`` (0.7, 0.5, 0.5).
-    motion_crop: motion-focused crop (True).
-    mal_weight / mal_warmup_weight / mal_warmup_epochs: L_MAL weight after / during the
-        warm-up (1, 2, ``train.warmup_epochs``).
-    order_weight: a number, or "linear" = epoch / epochs (MCL; use 0 on Kinetics).
-    saliency_layer: module name in the backbone whose output is the map A; "" = the last
-        Conv3d (MCL: ``layer4.2.conv3``); "features" = ``backbone.features`` output.
-    saliency_multiply: "gradient" (MCL code) or "activation" (Grad-CAM).
-    st_temperature, temporal_reduce: ``motion_alignment_loss`` (1.0, "sum").
-    tubelet_sampler (combined methods only): "mcl" (query + one other clip) or "mds".
+``cfg.method.params`` (all optional; configs/methods/mcl.yaml lists the defaults):
+``p_motion``, ``p_ordered``, ``top_frac`` (``MCLTriplet``); ``motion_crop``; ``mal_weight``,
+``mal_warmup_weight``, ``mal_warmup_epochs`` (L_MAL weight after / during the warm-up);
+``order_weight`` (a number, or "linear" = epoch / epochs); ``order_normalize``;
+``saliency_layer`` (a backbone module name; "" = the last Conv3d); ``saliency_multiply``,
+``st_temperature``, ``temporal_reduce`` (``gradient_saliency`` / ``motion_alignment_loss``);
+``tubelet_sampler`` (combined methods: "mcl" = query + one other clip, or "mds").
 """
 from __future__ import annotations
 
@@ -62,29 +58,19 @@ def augment_views(method, batch: dict, order, generator=None) -> list[dict]:
         return method.augment.views(raw, generator)
 
 
-def saliency_module(backbone: nn.Module, name: str = "") -> nn.Module | None:
-    """The module whose output is A. Default: the last Conv3d. ``features(x)`` itself is no
-    good: it is directly average-pooled, so dscore/dA is the same at every position and
-    the saliency is flat (tests/test_methods_vclr_mcl.py shows it)."""
-    if name == "features":
-        return None
+def saliency_module(backbone: nn.Module, name: str = "") -> nn.Module:
+    """The module whose output is the map A: ``name`` in the backbone, or its last Conv3d
+    (MCL: ``layer4.2.conv3``). Not ``features(x)``: that map is average-pooled directly, so
+    dscore/dA is equal at every position and the saliency is flat (see the tests)."""
     if name:
         return dict(backbone.named_modules())[name]
     return [m for m in backbone.modules() if isinstance(m, nn.Conv3d)][-1]
 
 
 @contextmanager
-def capture(module: nn.Module | None, backbone: nn.Module):
-    """Collect ``module``'s outputs during the block (``backbone.features`` when None)."""
+def capture(module: nn.Module):
+    """Collect ``module``'s outputs during the block (a forward hook)."""
     out: list[Tensor] = []
-    if module is None:  # wrap features() so the pooled map itself is recorded
-        orig = backbone.features
-        backbone.features = lambda x: out.append(orig(x)) or out[-1]
-        try:
-            yield out
-        finally:
-            del backbone.features
-        return
     handle = module.register_forward_hook(lambda m, i, o: out.append(o))
     try:
         yield out
@@ -191,7 +177,7 @@ class MCL(BaseMethod):
         q1, q2, oa, ob = augment_views(self, batch, [0, 0, 1, 2], generator)
         k_inter, k_intra, k_order = self.encode_keys([q2, oa, ob])
         tau, (w_order, w_mal) = self.cfg.method.temperature, self.weights()
-        with fp32(q1["rgb"]), capture(self.sal_module, self.backbone) as maps:
+        with fp32(q1["rgb"]), capture(self.sal_module) as maps:
             h = self.backbone(q1["rgb"].float())  # (N, C); the hook records A
             q = F.normalize(self.projector(h), dim=1)
             terms = {"loss_inter": multi_positive_nce(q, k_inter, self.queue.clone(), tau),
@@ -257,7 +243,7 @@ class MotionFocusMixin:
             return super().encode_rgb_q(rgb.float())
 
     def embed_views(self, v1, v2, generator=None):
-        with capture(self.sal_module, self.backbone) as maps:
+        with capture(self.sal_module) as maps:
             emb = super().embed_views(v1, v2, generator)
         emb["mal_map"], emb["mal_flow"] = maps[0], v1["flow"]
         return emb

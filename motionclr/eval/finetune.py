@@ -1,0 +1,248 @@
+"""Full-network finetuning of a pretrained backbone, and multi-view testing (eval.md B.3).
+
+Training: one random clip per video (``RandomClip``), ``GPUAugment(train=True)`` on RGB, the
+pretrained backbone + dropout + a new linear head. Recipes ``mcl`` (SGD 0.01, cosine, wd 1e-4,
+dropout 0.9, grad clip 40) and ``coclr`` (Adam 1e-3, wd 1e-3, backbone LR /10, LR x0.1 at
+80 % and 90 %), with ``epochs`` scaled by the caller. The last epoch is reported: no model
+selection at all, so the test split is never used to pick anything.
+
+Testing: every test video gives ``clips x crops`` deterministic views (``PRESETS``) on full
+decoded frames; scores are averaged over views as softmax or logits (``aggregate``).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+
+from motionclr.datasets.samplers import RandomClip, UniformClips, clip_indices, max_start
+from motionclr.datasets.transforms import (AugmentCfg, GPUAugment, center_crop_boxes,
+                                           crop_resize, normalize, to_float)
+
+PRESETS = {"1x1": (1, 1), "10x1": (10, 1), "10x3": (10, 3), "20x3": (20, 3),
+           "dense": ("dense", 1), "densex10": ("dense", 10)}
+RECIPES = {
+    "mcl": {"optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4, "schedule": "cosine",
+            "epochs": 150, "dropout": 0.9, "grad_clip": 40.0, "backbone_lr_mult": 1.0},
+    "coclr": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-3, "schedule": "step",
+              "epochs": 500, "dropout": 0.9, "grad_clip": 0.0, "backbone_lr_mult": 0.1},
+}
+DEFAULTS = {"recipe": "mcl", **RECIPES["mcl"], "milestones": [0.8, 0.9], "batch_size": 32,
+            "views": ["10x1", "10x3"], "aggregate": "softmax", "init": "pretrained",
+            "flip": "independent", "jitter_p": 0.8, "gray_p": 0.0, "blur_p": 0.0,
+            "crop_frac": 0.875, "seed": 0}
+
+
+class DenseClips:
+    """CoCLR's test windows: every window start ``step`` frames apart (default: half the
+    window span minus one, i.e. 15 for 32 frames), so the count depends on the length."""
+
+    def __init__(self, clip_len: int = 16, stride: int = 1, step: int | None = None):
+        span = (clip_len - 1) * stride + 1
+        self.clip_len, self.stride, self.step = clip_len, stride, step or max(1, span // 2 - 1)
+
+    def __call__(self, n_frames, rng=None, info=None):
+        hi = max_start(n_frames, self.clip_len, self.stride)
+        return [clip_indices(s, self.clip_len, self.stride, n_frames)
+                for s in range(0, hi + 1, self.step)]
+
+
+def view_boxes(H: int, W: int, crops: int, crop_frac: float = 0.875):
+    """Spatial test crops of an H x W frame: ``(n, 4)`` ``[x0, y0, w, h]`` and ``(n,)`` flips.
+
+    1: the centred square of side min(H, W); 3: that square at the start, centre and end of
+    the long side (left/centre/right or top/centre/bottom); 5 / 10: a ``crop_frac`` square at
+    the 4 corners and the centre (CoCLR, 224 of 256), 10 adding their mirror images.
+    """
+    if crops == 1:
+        return center_crop_boxes(1, H, W, 1), torch.zeros(1, dtype=torch.bool)
+    if crops == 3:
+        s = min(H, W)
+        pos = [0, (max(H, W) - s) // 2, max(H, W) - s]
+        b = [[p, 0, s, s] if W >= H else [0, p, s, s] for p in pos]
+        return torch.tensor(b, dtype=torch.float32), torch.zeros(3, dtype=torch.bool)
+    if crops in (5, 10):
+        s = int(round(min(H, W) * crop_frac))
+        xy = [(0, 0), (W - s, 0), (0, H - s), (W - s, H - s), ((W - s) // 2, (H - s) // 2)]
+        b = torch.tensor([[x, y, s, s] for x, y in xy], dtype=torch.float32)
+        flips = torch.zeros(5, dtype=torch.bool)
+        if crops == 10:
+            b, flips = torch.cat([b, b]), torch.cat([flips, ~flips])
+        return b, flips
+    raise ValueError(f"crops must be 1, 3, 5 or 10, got {crops}")
+
+
+def sampler_for(preset: str, clip_len: int, stride: int):
+    """The clip sampler of a test preset (uniform clips or dense windows)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown test preset {preset!r}; valid: {sorted(PRESETS)}")
+    clips = PRESETS[preset][0]
+    return DenseClips(clip_len, stride) if clips == "dense" else UniformClips(clip_len, stride,
+                                                                              clips)
+
+
+class Classifier(nn.Module):
+    """Backbone -> dropout -> linear head (N, 3, T, H, W) -> (N, num_classes) logits."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, dropout: float = 0.9):
+        super().__init__()
+        self.backbone, self.dropout = backbone, nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.out_dim, num_classes)
+
+    def forward(self, x):
+        return self.head(self.dropout(self.backbone(x)))
+
+
+@torch.no_grad()
+def video_scores(net, rgb, crops: int, size: int, aggregate: str = "softmax",
+                 crop_frac: float = 0.875, chunk: int = 64) -> torch.Tensor:
+    """Averaged scores (C,) of one video's uint8 clips ``rgb (V, 3, T, H, W)`` over V x crops
+    views; ``aggregate``: ``softmax`` (CoCLR, MSCL) or ``logits`` (VCOP, MCL)."""
+    x = to_float({"rgb": rgb})["rgb"]
+    boxes, flips = view_boxes(x.shape[-2], x.shape[-1], crops, crop_frac)
+    views = [crop_resize(x, b.expand(len(x), 4), size) for b in boxes]
+    views = [v.flip(-1) if f else v for v, f in zip(views, flips.tolist())]
+    x = torch.cat(views)
+    # Dense windows x 10 crops can be hundreds of clips: forward in chunks.
+    logits = torch.cat([net(normalize({"rgb": x[i:i + chunk]})["rgb"]).float()
+                        for i in range(0, len(x), chunk)])
+    if aggregate not in ("softmax", "logits"):
+        raise ValueError(f"aggregate must be softmax or logits, got {aggregate!r}")
+    return (logits.softmax(1) if aggregate == "softmax" else logits).mean(0)
+
+
+def evaluate(net, stage, cfg, preset: str, k: dict, device) -> dict:
+    """Test top-1/top-5 of ``preset`` over every test video (full frames, batch of 1 video
+    so frame sizes and dense clip counts may differ between videos)."""
+    from motionclr.datasets.shard_dataset import ShardClipDataset
+    from motionclr.eval.linear import topk_accuracy
+    c = cfg.clip
+    ds = ShardClipDataset(stage, "test", cfg.data.split, sampler=sampler_for(preset, c.clip_len,
+                          c.stride), window=0, train=False, modalities=("rgb",))
+    net.eval()
+    scores, labels, n_clips = [], [], []
+    for b in DataLoader(ds, batch_size=1, num_workers=cfg.train.num_workers):
+        rgb = b["rgb"][0].to(device)
+        scores.append(video_scores(net, rgb, PRESETS[preset][1], c.crop, k["aggregate"],
+                                   k["crop_frac"]).cpu())
+        labels.append(int(b["label"][0]))
+        n_clips.append(rgb.shape[0])
+    acc = topk_accuracy(torch.stack(scores), torch.tensor(labels), (1, 5))
+    return {"top1": acc[1], "top5": acc[5], "n_test": len(labels), "clips": PRESETS[preset][0],
+            "crops": PRESETS[preset][1], "mean_clips_per_video": float(np.mean(n_clips))}
+
+
+def finetune_knobs(cfg, knobs: dict | None = None) -> dict:
+    """DEFAULTS <- the named recipe <- user knobs (``cfg.eval.finetune`` then ``knobs``)."""
+    from motionclr.eval.retrieval_protocols import resolve_knobs
+    user = resolve_knobs(cfg, "finetune", {k: None for k in DEFAULTS}, knobs)
+    user = {k: v for k, v in user.items() if v is not None}
+    recipe = user.get("recipe", DEFAULTS["recipe"])
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown finetune recipe {recipe!r}; valid: {sorted(RECIPES)}")
+    return {**DEFAULTS, **RECIPES[recipe], **user}
+
+
+def lr_factor(step: int, total: int, k: dict) -> float:
+    """Per-iteration LR multiplier: cosine to 0, or x0.1 at each milestone fraction."""
+    if k["schedule"] == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / max(total, 1)))
+    return 0.1 ** sum(step >= round(m * total) for m in k["milestones"])
+
+
+def run_finetune(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
+                 knobs: dict | None = None, progress: bool = True) -> dict:
+    """Finetune ``<run>``'s backbone; ``<run>/finetune/checkpoint.pt`` each epoch (resumed
+    when the knobs match), then ``<run>/finetune.json`` with every knob and each preset."""
+    from motionclr.datasets.shard_dataset import ShardClipDataset
+    from motionclr.eval.checkpoint import load_run
+    from motionclr.pipeline.cache import atomic_write_text
+    from motionclr.pipeline.shards import load_manifest
+    from motionclr.pipeline.stages import find_flow_stage
+    from motionclr.train.backbones import build_backbone
+    from motionclr.train.loop import _save_checkpoint
+
+    run, device = Path(run), torch.device(device)
+    cfg, method, meta = load_run(run, overrides, device)
+    k, c = finetune_knobs(cfg, knobs), cfg.clip
+    stage = find_flow_stage(cfg)
+    torch.manual_seed(k["seed"])
+    backbone = (copy.deepcopy(method.backbone) if k["init"] == "pretrained" else
+                build_backbone(cfg.model.backbone, width=cfg.model.width))
+    net = Classifier(backbone, len(load_manifest(stage)["classes"]), k["dropout"]).to(device)
+    ds = ShardClipDataset(stage, "train", cfg.data.split, sampler=RandomClip(c.clip_len,
+                          c.stride, 1), window=cfg.decode.short_side, train=True,
+                          modalities=("rgb",), seed=k["seed"])
+    order = torch.Generator()
+    loader = DataLoader(ds, batch_size=min(k["batch_size"], len(ds)), drop_last=True,
+                        sampler=RandomSampler(ds, generator=order),
+                        num_workers=cfg.train.num_workers)
+    aug = GPUAugment(AugmentCfg.from_config(cfg, train=True, flip=k["flip"],
+                                            jitter_p=k["jitter_p"], gray_p=k["gray_p"],
+                                            blur_p=k["blur_p"]))
+    groups = [{"params": net.backbone.parameters(), "mult": k["backbone_lr_mult"]},
+              {"params": net.head.parameters(), "mult": 1.0}]
+    opt = (torch.optim.SGD(groups, lr=k["lr"], momentum=0.9, weight_decay=k["weight_decay"])
+           if k["optimizer"] == "sgd" else
+           torch.optim.Adam(groups, lr=k["lr"], weight_decay=k["weight_decay"]))
+    ckpt_path = run / "finetune" / "checkpoint.pt"
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    start, history = 0, []
+    if ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if json.loads(ck["knobs"]) == k and ck["pretrain_epoch"] == meta["epoch"]:
+            net.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            start, history = ck["epoch"] + 1, json.loads(ck["history"])
+    total, gen = k["epochs"] * len(loader), torch.Generator(device=device)
+    for epoch in range(start, k["epochs"]):
+        order.manual_seed(k["seed"] * 100_003 + epoch)  # shuffle and crops replay on resume
+        gen.manual_seed(k["seed"] * 100_003 + epoch)
+        ds.set_epoch(epoch)
+        net.train()
+        loss_sum, correct, n = 0.0, 0, 0
+        for i, b in enumerate(loader):
+            for g in opt.param_groups:
+                g["lr"] = k["lr"] * g["mult"] * lr_factor(epoch * len(loader) + i, total, k)
+            x = aug({"rgb": b["rgb"][:, 0].to(device)}, gen)["rgb"]
+            y = b["label"].to(device)
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if k["grad_clip"] > 0:
+                nn.utils.clip_grad_norm_(net.parameters(), k["grad_clip"])
+            opt.step()
+            loss_sum += float(loss) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            n += len(y)
+        history.append({"epoch": epoch, "loss": loss_sum / max(n, 1),
+                        "train_top1": correct / max(n, 1)})
+        _save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                     "epoch": epoch, "knobs": json.dumps(k),
+                                     "history": json.dumps(history),
+                                     "pretrain_epoch": meta["epoch"], "motionclr_finetune": 1})
+        if progress:
+            print(f"finetune epoch {epoch + 1}/{k['epochs']} loss {history[-1]['loss']:.4f}")
+    results = {p: evaluate(net, stage, cfg, p, k, device) for p in k["views"]}
+    result = {"results": results, "history": history,
+              "protocol": {**k, "clip_len": c.clip_len, "stride": c.stride, "crop": c.crop,
+                           "short_side": cfg.decode.short_side, "split": cfg.data.split,
+                           "reported": "last epoch (no model selection)",
+                           "test_augmentation": "none (deterministic clips and crops)",
+                           "train_sampler": "RandomClip, 1 clip per video"},
+              "dataset": cfg.data.dataset, "method": cfg.method.name,
+              "backbone": cfg.model.backbone, "pretrain_epoch": meta["epoch"],
+              "checkpoint": str(ckpt_path)}
+    atomic_write_text(run / "finetune.json", json.dumps(result, indent=1))
+    if progress:
+        for p, r in results.items():
+            print(f"finetune {p}: top-1 {100 * r['top1']:.1f} top-5 {100 * r['top5']:.1f}")
+    return result
