@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from motionclr.errors import UserError
+
 
 def _config(args):
     from motionclr.config import load_config
@@ -125,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         args.config = [c for c in args.config if "=" not in c]
     try:
         args.fn(args)
-    except (KeyError, ValueError, FileNotFoundError) as e:
-        # Config and input errors: one clear line, not a traceback.
+    except (KeyError, ValueError, FileNotFoundError, UserError) as e:
+        # Config, input and storage errors: one clear line, not a traceback.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"motionclr {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -98,3 +98,11 @@ def test_mds_sampler_on_real_index():
     for _ in range(50):
         q, k = (int(c[0]) for c in sampler(81, rng, idx))
         assert idx["mds_chosen"][q] and idx["mds_chosen"][k]
+
+
+def test_block_mean_exact_and_tiny_frames():
+    x = np.arange(4 * 6, dtype=np.float64).reshape(4, 6)
+    assert np.allclose(MI.block_mean(x, 2, 3), x.reshape(2, 2, 3, 2).mean(axis=(1, 3)))
+    tiny = MI.compute_index(np.random.default_rng(0).integers(0, 256, (2, 3, 5, 2), np.uint8),
+                            BOUND)
+    assert all(np.all(np.isfinite(v)) for v in tiny.values())

@@ -142,8 +142,7 @@ def evaluate(net, stage, cfg, preset: str, k: dict, device) -> dict:
 def finetune_knobs(cfg, knobs: dict | None = None) -> dict:
     """DEFAULTS <- the named recipe <- user knobs (``cfg.eval.finetune`` then ``knobs``)."""
     from motionclr.eval.retrieval_protocols import resolve_knobs
-    user = resolve_knobs(cfg, "finetune", {k: None for k in DEFAULTS}, knobs)
-    user = {k: v for k, v in user.items() if v is not None}
+    user = resolve_knobs(cfg, "finetune", DEFAULTS, knobs, only_given=True)
     recipe = user.get("recipe", DEFAULTS["recipe"])
     if recipe not in RECIPES:
         raise ValueError(f"unknown finetune recipe {recipe!r}; valid: {sorted(RECIPES)}")
@@ -220,7 +219,7 @@ def run_finetune(run: str | Path, overrides: list[str] | None = None, device: st
             if k["grad_clip"] > 0:
                 nn.utils.clip_grad_norm_(net.parameters(), k["grad_clip"])
             opt.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             n += len(y)
         history.append({"epoch": epoch, "loss": loss_sum / max(n, 1),

@@ -25,7 +25,8 @@ RETRIEVAL_PROTOCOLS = {
 def retrieval_protocol(name: str = "coclr") -> dict:
     """Settings of a named retrieval protocol (``coclr`` = also MSCL; ``vcop`` = also IIC)."""
     if name not in RETRIEVAL_PROTOCOLS:
-        raise ValueError(f"unknown retrieval protocol {name!r}; valid: {sorted(RETRIEVAL_PROTOCOLS)}")
+        raise ValueError(f"unknown retrieval protocol {name!r}; "
+                         f"valid: {sorted(RETRIEVAL_PROTOCOLS)}")
     return {"name": name, **RETRIEVAL_PROTOCOLS[name]}
 
 
@@ -35,16 +36,44 @@ def protocol_overrides(name: str = "coclr") -> list[str]:
     return [f"eval.num_clips={p['num_clips']}", f"eval.center={str(p['center']).lower()}"]
 
 
-def resolve_knobs(cfg, section: str, defaults: dict, extra: dict | None = None) -> dict:
+def _coerce(value, like, key: str):
+    """``value`` as the type of its default ``like``: overrides arrive through YAML, where
+    ``1e-3`` (no dot) is a string, and dict-valued config fields are not type-checked."""
+    if isinstance(like, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+    elif isinstance(like, (int, float)) and not isinstance(value, bool):
+        try:
+            v = float(value)
+            if isinstance(like, float):
+                return v
+            if v == int(v):
+                return int(v)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    elif isinstance(like, list):
+        value = [value] if isinstance(value, (str, int, float)) else value
+        if isinstance(value, (list, tuple)):
+            return [_coerce(v, like[0], key) if like else v for v in value]
+    elif like is None or isinstance(like, str):
+        return value
+    raise ValueError(f"eval knob {key}: expected {type(like).__name__}, got {value!r}")
+
+
+def resolve_knobs(cfg, section: str, defaults: dict, extra: dict | None = None,
+                  only_given: bool = False) -> dict:
     """Protocol knobs: ``defaults`` <- ``cfg.eval.<section>`` (a dict, if the config has that
-    field) <- ``extra``. Unknown keys fail at once with the valid ones, like the config."""
-    out = dict(defaults)
+    field) <- ``extra``. Unknown keys fail at once with the valid ones, like the config;
+    values take their default's type. ``only_given``: return just the keys that were set."""
+    given = {}
     for src in (getattr(getattr(cfg, "eval", None), section, None) or {}, extra or {}):
         unknown = sorted(set(src) - set(defaults))
         if unknown:
             raise KeyError(f"unknown eval.{section} knob(s) {unknown}; valid: {sorted(defaults)}")
-        out.update(src)
-    return out
+        given.update({k: _coerce(v, defaults[k], f"{section}.{k}") for k, v in src.items()})
+    return given if only_given else {**defaults, **given}
 
 
 def neighbours(query_feats, gallery_feats, k: int = 5, center: bool = True):

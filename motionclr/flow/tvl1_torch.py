@@ -42,7 +42,7 @@ OPENCV_PRESET = dict(
 # finest-level cost instead of 2.5x), anti-aliased downsampling, a fixed budget of 4 warps x 20 iterations, no median, no per-pair stop, no host sync.
 # Tuned on the synthetic suite (docs/flow.md).
 FAST_PRESET = dict(
-    OPENCV_PRESET, scale_step=0.5, nscales=5, warps=4, inner_iterations=20, outer_iterations=1,
+    OPENCV_PRESET, scale_step=0.5, nscales=5, warps=4, inner_iterations=30, outer_iterations=1,
     median=0, interpolation="bicubic", pyramid="antialias", stop=False,
 )
 PRESETS = {"opencv": OPENCV_PRESET, "fast": FAST_PRESET}
@@ -241,31 +241,42 @@ def median_filter(u: torch.Tensor, k: int) -> torch.Tensor:
     return v[(k * k) // 2].contiguous()
 
 
-def _step(u, px, py, g, grad, rho_c, lg, safe_grad, has_grad, l_t: float, theta: float,
-          taut: float, with_error: bool = True):
+def _step(u, px, py, g, rho_c, neg_inv_grad, l_t: float, theta: float, taut: float,
+          with_error: bool = True):
     """One TV-L1 iteration for the whole batch (pure tensor function, compilable).
 
-    Shapes: u, px, py ``(B, 2, H, W)`` (flow and the x/y dual components for each flow
-    channel); g ``(B, 2, H, W)`` warped image gradient; grad, rho_c, lg, safe_grad, has_grad
-    ``(B, 1, H, W)``.
+    Written with fused/in-place ops (addcmul, clamp_, slice updates): on CPU eager every op
+    is a full memory pass, and this halves the passes of the textbook form.
+
+    Args:
+        u, px, py: ``(B, 2, H, W)`` flow and the x / y dual components for each flow channel.
+        g: ``(B, 2, H, W)`` warped image gradient (I1wx, I1wy).
+        rho_c: ``(B, 1, H, W)`` constant part of the linearised residual.
+        neg_inv_grad: ``(B, 1, H, W)`` -1/|g|^2, or 0 where |g|^2 <= FLT_EPSILON.
     Returns:
         ``(u_new, px_new, py_new, err)`` with err ``(B,)`` the summed squared change of u
         (None unless ``with_error``: the fixed-budget preset does not need the reduction).
     """
-    rho = rho_c + (g[:, 0:1] * u[:, 0:1] + g[:, 1:2] * u[:, 1:2])
-    # thresholding step: coefficient on grad I1w, three regimes (and 0 where |grad|^2 ~ 0)
-    coef = torch.where(rho < -lg, l_t, torch.where(
-        rho > lg, -l_t, torch.where(has_grad, -rho / safe_grad, 0.0)))
-    v = u + coef * g
+    rho = torch.addcmul(rho_c, g[:, 0:1], u[:, 0:1]).addcmul_(g[:, 1:2], u[:, 1:2])
+    # Thresholding: the step along g is -rho/|g|^2, limited to +-lambda*theta. This is
+    # OpenCV's three regimes (rho < -l_t|g|^2 -> +l_t, rho > l_t|g|^2 -> -l_t, else -rho/|g|^2)
+    # in one clamp; where |g|^2 ~ 0 the step is 0 (OpenCV: +-l_t*g with |g| < 4e-4).
+    coef = (rho * neg_inv_grad).clamp_(-l_t, l_t)
     # divergence: backward differences with p[-1] = 0 (negative adjoint of forward gradient)
-    div = (px - F.pad(px[..., :-1], (1, 0))) + (py - F.pad(py[..., :-1, :], (0, 0, 1, 0)))
-    u_new = v + theta * div
-    err = (u_new - u).square().sum(dim=(1, 2, 3)) if with_error else None
+    div = px + py
+    div[..., 1:] -= px[..., :-1]
+    div[..., 1:, :] -= py[..., :-1, :]
+    u_new = torch.addcmul(u, coef, g).add_(div, alpha=theta)
+    err = (u_new - u).square_().sum(dim=(1, 2, 3)) if with_error else None
     # forward differences, zero in the last column / row
-    ux = F.pad(u_new[..., 1:] - u_new[..., :-1], (0, 1))
-    uy = F.pad(u_new[..., 1:, :] - u_new[..., :-1, :], (0, 0, 0, 1))
-    ng = 1.0 + taut * torch.sqrt(ux * ux + uy * uy)
-    return u_new, (px + taut * ux) / ng, (py + taut * uy) / ng, err
+    ux = torch.empty_like(u_new)
+    torch.sub(u_new[..., 1:], u_new[..., :-1], out=ux[..., :-1])
+    ux[..., -1] = 0
+    uy = torch.empty_like(u_new)
+    torch.sub(u_new[..., 1:, :], u_new[..., :-1, :], out=uy[..., :-1, :])
+    uy[..., -1, :] = 0
+    ng = torch.addcmul(ux * ux, uy, uy).sqrt_().mul_(taut).add_(1.0)
+    return u_new, torch.add(px, ux, alpha=taut).div_(ng), torch.add(py, uy, alpha=taut).div_(ng), err
 
 
 _COMPILED = {}
@@ -367,16 +378,15 @@ def _solve_level(I0, I1, u, cfg: dict, step) -> torch.Tensor:
         I1w, g = warped[:, 0:1], warped[:, 1:3]
         grad = g.square().sum(dim=1, keepdim=True)
         rho_c = I1w - g[:, 0:1] * u[:, 0:1] - g[:, 1:2] * u[:, 1:2] - I0
-        lg = l_t * grad
         has_grad = grad > _FLT_EPSILON
-        safe_grad = torch.where(has_grad, grad, torch.ones_like(grad))
+        neg_inv_grad = torch.where(has_grad, -1.0 / torch.where(has_grad, grad, 1.0), 0.0)
         active = torch.ones(b, dtype=torch.bool, device=dev)  # per pair, on the device
         for n in range(outer * inner):
             if n % inner == 0 and median > 1:
                 med = median_filter(u, median)
                 u = torch.where(active.view(b, 1, 1, 1), med, u) if stop else med
-            u_new, px_new, py_new, err = step(u, px, py, g, grad, rho_c, lg, safe_grad,
-                                              has_grad, l_t, theta, taut, stop)
+            u_new, px_new, py_new, err = step(u, px, py, g, rho_c, neg_inv_grad, l_t, theta,
+                                              taut, stop)
             if stop:
                 # freeze pairs that had already converged; the iteration that crosses the
                 # threshold is still applied in full (as in OpenCV)

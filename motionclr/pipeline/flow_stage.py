@@ -8,6 +8,7 @@ presence marks the stage complete, and a later run with the same config is a no-
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from motionclr.config import Config
+from motionclr.errors import UserError
 from motionclr.datasets.sources import SOURCES, VideoEntry, list_videos
 from motionclr.pipeline import shards
 from motionclr.pipeline.cache import (FORMAT_VERSION, atomic_write_text, file_digest,
@@ -62,6 +64,22 @@ def stage_dir(cfg: Config, entries: list[VideoEntry]) -> Path:
     return Path(cfg.data.cache) / cfg.data.dataset / f"flow-{key}"
 
 
+class StorageError(UserError):
+    """The output directory cannot be written (full, read-only, quota): the run stops.
+
+    Finished videos are kept; nothing half-written remains; rerun when the disk is fixed.
+    """
+
+
+@contextlib.contextmanager
+def _storage(where: Path):
+    try:
+        yield
+    except OSError as e:
+        raise StorageError(f"cannot write to {where}: {e.strerror or e} — finished videos are "
+                           "kept; fix the disk (space, permissions) and rerun") from e
+
+
 def _event(parts_dir: Path, video_id: str, status: str, seconds: float, reason: str = ""):
     """Append one line to the stage's event log (who computed what, when, how long)."""
     import os
@@ -106,18 +124,24 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
                  "bound": float(cfg.flow.bound), "versions": library_versions(cfg.flow.method),
                  "convention": shards.CONVENTION,
                  "flow_clipped_fraction": float(np.mean(np.abs(flow) > cfg.flow.bound))}
-        shards.write_part(parts_dir, entry.video_id, frames, q, attrs,
-                          compression=cfg.pipeline.compression)
-        _event(parts_dir, entry.video_id, "done", time.perf_counter() - t0)
-        return {"video_id": entry.video_id, "status": "done", "frames": info["n_frames"],
-                "seconds": time.perf_counter() - t0}
     except KeyboardInterrupt:
+        shards.release(parts_dir, entry.video_id)
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one video is recorded, run goes on
         reason = f"{type(e).__name__}: {e}" if not isinstance(e, DecodeError) else str(e)
-        shards.write_failure(parts_dir, entry.video_id, str(entry.path), reason)
-        _event(parts_dir, entry.video_id, "failed", time.perf_counter() - t0, reason)
+        with _storage(parts_dir):
+            shards.write_failure(parts_dir, entry.video_id, str(entry.path), reason)
+            _event(parts_dir, entry.video_id, "failed", time.perf_counter() - t0, reason)
+        shards.release(parts_dir, entry.video_id)
         return {"video_id": entry.video_id, "status": "failed", "reason": reason, "frames": 0,
+                "seconds": time.perf_counter() - t0}
+    try:
+        # A write error is the disk's fault, not the video's: stop the run, record nothing.
+        with _storage(parts_dir):
+            shards.write_part(parts_dir, entry.video_id, frames, q, attrs,
+                              compression=cfg.pipeline.compression)
+            _event(parts_dir, entry.video_id, "done", time.perf_counter() - t0)
+        return {"video_id": entry.video_id, "status": "done", "frames": info["n_frames"],
                 "seconds": time.perf_counter() - t0}
     finally:
         shards.release(parts_dir, entry.video_id)
@@ -169,12 +193,13 @@ def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
             print(f"flow: cache hit, {out} is complete")
         return out
     parts_dir = out / "parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(parts_dir)
-    remove_stale_tmp(out)
-    atomic_write_text(out / "stage.json", json.dumps(
-        {"stage": "flow", "dataset": cfg.data.dataset, "root": str(cfg.data.root),
-         **stage_params(cfg)}, indent=1, default=str))
+    with _storage(out):
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(parts_dir)
+        remove_stale_tmp(out)
+        atomic_write_text(out / "stage.json", json.dumps(
+            {"stage": "flow", "dataset": cfg.data.dataset, "root": str(cfg.data.root),
+             **stage_params(cfg)}, indent=1, default=str))
 
     mine = entries
     shard = parse_shard(cfg.pipeline.shard)
@@ -201,10 +226,11 @@ def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
             print("flow: another process is packing this stage")
         return out
     try:
-        if not (out / "manifest.json").is_file():
-            write_manifest(cfg, out, entries, timing={
-                "seconds": wall, "computed": len(computed),
-                "frames": sum(r["frames"] for r in computed)})
+        with _storage(out):
+            if not (out / "manifest.json").is_file():
+                write_manifest(cfg, out, entries, timing={
+                    "seconds": wall, "computed": len(computed),
+                    "frames": sum(r["frames"] for r in computed)})
     finally:
         shards.release(parts_dir, PACK_LOCK)
     return out

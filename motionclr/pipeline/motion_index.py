@@ -95,8 +95,11 @@ def block_mean(x: np.ndarray, rows: int, cols: int) -> np.ndarray:
     H, W = x.shape[-2:]
     ye = np.linspace(0, H, rows + 1).round().astype(int)
     xe = np.linspace(0, W, cols + 1).round().astype(int)
-    s = np.add.reduceat(np.add.reduceat(x, ye[:-1], axis=-2), xe[:-1], axis=-1)
-    return s / (np.diff(ye)[:, None] * np.diff(xe)[None, :])
+    # a frame smaller than the grid has empty blocks: reduceat then yields the pixel at the
+    # block's start, i.e. nearest-neighbour upsampling, so count it as one pixel
+    s = np.add.reduceat(np.add.reduceat(x, np.minimum(ye[:-1], H - 1), axis=-2),
+                        np.minimum(xe[:-1], W - 1), axis=-1)
+    return s / (np.maximum(np.diff(ye), 1)[:, None] * np.maximum(np.diff(xe), 1)[None, :])
 
 
 def _pool_blocks(x: np.ndarray, block: int) -> np.ndarray:

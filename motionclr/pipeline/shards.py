@@ -12,9 +12,12 @@ Layout of a stage directory::
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -53,7 +56,10 @@ def write_part(parts_dir: Path, video_id: str, rgb: np.ndarray, flow_q: np.ndarr
     final = parts_dir / f"{video_key(video_id)}.h5"
     tmp = parts_dir / f"{final.name}.{os.getpid()}.tmp"
     comp = None if compression == "none" else compression
-    with h5py.File(tmp, "w") as f:
+    # Build the file in memory, then write it with plain file I/O: HDF5 can crash the
+    # process when a write fails inside the library (disk full), a plain write() cannot.
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
         g = f.create_group("video")
         g.create_dataset("rgb", data=rgb, chunks=_chunks(rgb.shape, chunk_frames))
         g.create_dataset("flow", data=flow_q, chunks=_chunks(flow_q.shape, chunk_frames),
@@ -62,7 +68,15 @@ def write_part(parts_dir: Path, video_id: str, rgb: np.ndarray, flow_q: np.ndarr
             g.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
         g.attrs["video_id"] = video_id
         g.attrs["content_blake2b"] = content_digest(rgb, flow_q)
-    os.replace(tmp, final)
+    try:
+        with open(tmp, "wb") as out:
+            out.write(buf.getbuffer())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-written file behind
+        raise
     return final
 
 
@@ -123,6 +137,11 @@ def pack_shards(stage_dir: Path, video_ids: list[str], shard_mb: int = 1024) -> 
     never sees a half-written shard. Returns video_id -> shard file name.
     """
     parts_dir = stage_dir / "parts"
+    need = sum((parts_dir / f"{video_key(v)}.h5").stat().st_size for v in video_ids)
+    free = shutil.disk_usage(stage_dir).free
+    if need > free:  # refuse before HDF5 starts writing (it may crash on a full disk)
+        raise OSError(errno.ENOSPC, f"packing needs {need / 2**20:.0f} MB, "
+                                    f"{free / 2**20:.0f} MB free")
     where: dict[str, str] = {}
     batch: list[str] = []
     size = 0

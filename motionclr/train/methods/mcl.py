@@ -12,7 +12,7 @@ MSCL); docs/combinations.md describes the combined methods.
 ``cfg.method.params`` (all optional; configs/methods/mcl.yaml lists the defaults):
 ``p_motion``, ``p_ordered``, ``top_frac`` (``MCLTriplet``); ``motion_crop``; ``mal_weight``,
 ``mal_warmup_weight``, ``mal_warmup_epochs`` (L_MAL weight after / during the warm-up);
-``order_weight`` (a number, or "linear" = epoch / epochs); ``order_normalize``;
+``order_weight`` (a number, or "linear" = (epoch + 1) / epochs); ``order_normalize``;
 ``saliency_layer`` (a backbone module name; "" = the last Conv3d); ``saliency_multiply``,
 ``st_temperature``, ``temporal_reduce`` (``gradient_saliency`` / ``motion_alignment_loss``);
 ``tubelet_sampler`` (combined methods: "mcl" = query + one other clip, or "mds").
@@ -152,7 +152,8 @@ class MCL(BaseMethod):
     def weights(self) -> tuple[float, float]:
         """(w_order, w_mal) at ``self.epoch``."""
         w = self.order_weight
-        w_order = self.epoch / max(self.cfg.train.epochs, 1) if w == "linear" else float(w)
+        # MCL counts epochs from 1: (epoch + 1) / epochs reaches 1 in the last epoch
+        w_order = (self.epoch + 1) / max(self.cfg.train.epochs, 1) if w == "linear" else float(w)
         return w_order, mal_weight(self.mal, self.epoch)
 
     @property
