@@ -39,7 +39,8 @@ OPENCV_PRESET = dict(
     check_every=10, min_size=16, compile=False,
 )
 # Cheaper variant: a 0.5 pyramid (IPOL / scikit-image style: larger capture range, 1.33x the
-# finest-level cost instead of 2.5x), anti-aliased downsampling, a fixed budget of 4 warps x 20 iterations, no median, no per-pair stop, no host sync.
+# finest-level cost instead of 2.5x), anti-aliased downsampling, a fixed budget of 4 warps x 30
+# iterations, no median, no per-pair stop, no host sync.
 # Tuned on the synthetic suite (docs/flow.md).
 FAST_PRESET = dict(
     OPENCV_PRESET, scale_step=0.5, nscales=5, warps=4, inner_iterations=30, outer_iterations=1,
@@ -241,7 +242,7 @@ def median_filter(u: torch.Tensor, k: int) -> torch.Tensor:
     return v[(k * k) // 2].contiguous()
 
 
-def _step(u, px, py, g, rho_c, neg_inv_grad, l_t: float, theta: float, taut: float,
+def _step(u, px, py, g, rho_c, neg_grad, l_t: float, theta: float, taut: float,
           with_error: bool = True):
     """One TV-L1 iteration for the whole batch (pure tensor function, compilable).
 
@@ -252,7 +253,7 @@ def _step(u, px, py, g, rho_c, neg_inv_grad, l_t: float, theta: float, taut: flo
         u, px, py: ``(B, 2, H, W)`` flow and the x / y dual components for each flow channel.
         g: ``(B, 2, H, W)`` warped image gradient (I1wx, I1wy).
         rho_c: ``(B, 1, H, W)`` constant part of the linearised residual.
-        neg_inv_grad: ``(B, 1, H, W)`` -1/|g|^2, or 0 where |g|^2 <= FLT_EPSILON.
+        neg_grad: ``(B, 1, H, W)`` -|g|^2, or +inf where |g|^2 <= FLT_EPSILON.
     Returns:
         ``(u_new, px_new, py_new, err)`` with err ``(B,)`` the summed squared change of u
         (None unless ``with_error``: the fixed-budget preset does not need the reduction).
@@ -261,7 +262,7 @@ def _step(u, px, py, g, rho_c, neg_inv_grad, l_t: float, theta: float, taut: flo
     # Thresholding: the step along g is -rho/|g|^2, limited to +-lambda*theta. This is
     # OpenCV's three regimes (rho < -l_t|g|^2 -> +l_t, rho > l_t|g|^2 -> -l_t, else -rho/|g|^2)
     # in one clamp; where |g|^2 ~ 0 the step is 0 (OpenCV: +-l_t*g with |g| < 4e-4).
-    coef = (rho * neg_inv_grad).clamp_(-l_t, l_t)
+    coef = (rho / neg_grad).clamp_(-l_t, l_t)
     # divergence: backward differences with p[-1] = 0 (negative adjoint of forward gradient)
     div = px + py
     div[..., 1:] -= px[..., :-1]
@@ -379,13 +380,13 @@ def _solve_level(I0, I1, u, cfg: dict, step) -> torch.Tensor:
         grad = g.square().sum(dim=1, keepdim=True)
         rho_c = I1w - g[:, 0:1] * u[:, 0:1] - g[:, 1:2] * u[:, 1:2] - I0
         has_grad = grad > _FLT_EPSILON
-        neg_inv_grad = torch.where(has_grad, -1.0 / torch.where(has_grad, grad, 1.0), 0.0)
+        neg_grad = torch.where(has_grad, -grad, float("inf"))  # rho / inf = 0: no step
         active = torch.ones(b, dtype=torch.bool, device=dev)  # per pair, on the device
         for n in range(outer * inner):
             if n % inner == 0 and median > 1:
                 med = median_filter(u, median)
                 u = torch.where(active.view(b, 1, 1, 1), med, u) if stop else med
-            u_new, px_new, py_new, err = step(u, px, py, g, rho_c, neg_inv_grad, l_t, theta,
+            u_new, px_new, py_new, err = step(u, px, py, g, rho_c, neg_grad, l_t, theta,
                                               taut, stop)
             if stop:
                 # freeze pairs that had already converged; the iteration that crosses the
