@@ -45,6 +45,7 @@ class FlowCfg:
 class PipelineCfg:
     workers: int = 2               # parallel videos (joblib)
     backend: str = "loky"          # joblib backend: loky | threading | ray | dask
+    address: str = ""              # ray/dask cluster to join ("" = start a local one)
     shard_mb: int = 1024           # target shard size
     shard: str = ""                # "i/n": process only slice i of n (job arrays)
     compression: str = "none"      # none | lzf | gzip  (for the flow dataset)

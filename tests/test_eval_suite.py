@@ -92,6 +92,20 @@ def test_knn_known_answer_and_temperature():
     assert knn_accuracy(train, labels, np.vstack([q, q]), np.array([1, 0]), k=3, T=1.0) == 0.5
 
 
+def test_figure_neighbours_match_retrieval_recall():
+    from motionclr.eval.retrieval import recall_at_k
+    from motionclr.eval.retrieval_protocols import neighbours, protocol_overrides
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(30, 8)), rng.normal(size=(50, 8)) + 0.5
+    ql, gl = rng.integers(0, 3, 30), rng.integers(0, 3, 50)
+    for center in (False, True):
+        idx, sim = neighbours(q, g, k=5, center=center)
+        assert idx.shape == (30, 5) and (np.diff(sim, axis=1) <= 1e-12).all()
+        hit5 = (gl[idx] == ql[:, None]).any(1).mean()
+        assert hit5 == recall_at_k(q, ql, g, gl, ks=(5,), center=center)[5]
+    assert protocol_overrides("vcop") == ["eval.num_clips=10", "eval.center=false"]
+
+
 def test_multiview_boxes_and_clip_counts():
     assert len(sampler_for("10x1", 16, 2)(100)) == 10 and PRESETS["10x1"][1] == 1
     assert len(sampler_for("10x3", 16, 2)(100)) * PRESETS["10x3"][1] == 30
@@ -137,6 +151,9 @@ def test_finetune_one_epoch_end_to_end(fake_run):
     p = saved["protocol"]
     assert p["recipe"] == "mcl" and p["epochs"] == 1 and p["aggregate"] == "logits"
     assert len(saved["history"]) == 1 and (fake_run / "finetune" / "checkpoint.pt").is_file()
+    # Same knobs: resumes from the finished checkpoint, and the test views are deterministic.
+    again = run_finetune(fake_run, device="cpu", knobs=knobs, progress=False)
+    assert again["history"] == res["history"] and again["results"] == res["results"]
 
 
 def test_linear_and_figure_on_a_run(fake_run):

@@ -92,3 +92,19 @@ def test_verify_finds_corruption_missing_and_leftovers(root, tmp_path):
     res = subprocess.run([sys.executable, "-m", "motionclr", "verify", str(stage)],
                          capture_output=True, text=True)
     assert res.returncode == 1 and "problem" in res.stdout
+
+
+def test_dask_backend_gives_identical_outputs(root, tmp_path):
+    pytest.importorskip("dask.distributed")
+    whole = run_flow_stage(load_config(None, tiny_overrides(root, tmp_path / "a")), False)
+    over = tiny_overrides(root, tmp_path / "dask") + ["pipeline.backend=dask",
+                                                       "pipeline.workers=2"]
+    stage = run_flow_stage(load_config(None, over), False)
+    assert _digests(stage) == _digests(whole)
+    assert os.getpid() not in {e["pid"] for e in _events(stage)}  # ran in dask workers
+
+
+def test_unknown_backend_lists_valid(root, tmp_path):
+    with pytest.raises(ValueError, match="dask"):
+        run_flow_stage(load_config(None, tiny_overrides(root, tmp_path / "x") +
+                                   ["pipeline.backend=spark"]), False)

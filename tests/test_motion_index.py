@@ -106,3 +106,17 @@ def test_block_mean_exact_and_tiny_frames():
     tiny = MI.compute_index(np.random.default_rng(0).integers(0, 256, (2, 3, 5, 2), np.uint8),
                             BOUND)
     assert all(np.all(np.isfinite(v)) for v in tiny.values())
+
+
+def test_index_store_round_trip(tmp_path):
+    params = MI.IndexParams()
+    index = {f"cls/v{i}": MI.compute_index(quantize(_video(n_flow=20, H=16, W=16, seed=i),
+                                                    BOUND), BOUND, params) for i in range(2)}
+    path = MI.write_index(tmp_path / "index.h5", index, params)
+    store = MI.IndexStore(path)
+    assert len(store) == 2 and "cls/v1" in store and store.get("nope") is None
+    assert store.key == MI.index_key(params)
+    got = store.get("cls/v1")
+    assert set(got) == set(index["cls/v1"])
+    assert all(np.array_equal(got[k], index["cls/v1"][k]) for k in got)
+    assert got["mds_chosen"].dtype == bool

@@ -171,3 +171,10 @@ def test_channels_last_input_gives_the_same_result():
     a = T.GPUAugment(size=16, flip="independent")(b, _gen(4))
     c = T.GPUAugment(size=16, flip="independent", layout="thwc")(last, _gen(4))
     assert torch.allclose(a["rgb"], c["rgb"]) and torch.allclose(a["flow"], c["flow"])
+
+
+def test_rgb_only_single_frame_views():  # VCLR: 2D frames, no flow
+    rgb = torch.randint(0, 256, (5, 3, 1, 20, 30), generator=_gen(), dtype=torch.uint8)
+    out = T.GPUAugment(size=12, flip="independent")({"rgb": rgb}, _gen(2))
+    assert out["rgb"].shape == (5, 3, 1, 12, 12) and "flow" not in out
+    assert out["rgb"].dtype == torch.float32 and torch.isfinite(out["rgb"]).all()

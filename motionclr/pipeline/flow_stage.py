@@ -159,6 +159,44 @@ def parse_shard(spec: str) -> tuple[int, int] | None:
     return i, n
 
 
+BACKENDS = ("loky", "threading", "multiprocessing", "ray", "dask")
+
+
+@contextlib.contextmanager
+def cluster_backend(backend: str, address: str, n_jobs: int):
+    """The joblib backend name, after joining (or starting) a Ray or Dask cluster.
+
+    Every backend runs the same ``process_video`` on the same shared stage directory, so the
+    outputs are identical however the work is spread.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown pipeline.backend {backend!r}; valid: {list(BACKENDS)}")
+    if backend == "ray":
+        try:
+            import ray
+            from ray.util.joblib import register_ray
+        except ImportError:
+            raise UserError("pipeline.backend=ray needs Ray: pip install 'motionclr[ray]'") \
+                from None
+        ray.init(address=address or None, ignore_reinit_error=True)
+        register_ray()
+        yield "ray"
+    elif backend == "dask":
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise UserError("pipeline.backend=dask needs Dask: pip install 'motionclr[dask]'") \
+                from None
+        cluster = None if address else LocalCluster(n_workers=n_jobs, threads_per_worker=1,
+                                                    processes=True, dashboard_address=None)
+        with Client(address or cluster):
+            yield "dask"
+        if cluster is not None:
+            cluster.close()
+    else:
+        yield backend
+
+
 def _run_parallel(todo: list[VideoEntry], cfg: Config, parts_dir: Path, progress: bool) -> list:
     from joblib import Parallel, delayed, parallel_config
     from tqdm import tqdm
@@ -166,9 +204,9 @@ def _run_parallel(todo: list[VideoEntry], cfg: Config, parts_dir: Path, progress
     results = []
     bar = tqdm(total=len(todo), unit="video", disable=not progress, desc="flow")
     frames, t0 = 0, time.perf_counter()
-    backend = cfg.pipeline.backend
     n_jobs = max(1, cfg.pipeline.workers)
-    with parallel_config(backend=backend, n_jobs=n_jobs):
+    with cluster_backend(cfg.pipeline.backend, cfg.pipeline.address, n_jobs) as backend, \
+            parallel_config(backend=backend, n_jobs=n_jobs):
         gen = Parallel(return_as="generator_unordered")(
             delayed(process_video)(e, cfg, parts_dir) for e in todo)
         for r in gen:

@@ -19,12 +19,18 @@ Starts are frame indices ``0 .. max_start(n_frames, clip_len, stride)`` (flow in
 motion from frame i to i+1); a clip's flow indices are clamped to the last flow frame, as
 in the samplers. Everything the arrays depend on is in ``IndexParams`` plus
 ``INDEX_VERSION``; ``index_key(params)`` is what goes into the stage's cache key.
+``write_index`` / ``IndexStore`` keep the arrays of many videos in one HDF5 file, read
+lazily per video (``IndexStore.get(video_id)`` is what ``ShardClipDataset(index=...)`` calls).
 See docs/motion_index.md for the choices made where the reference code is not known.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import h5py
 import numpy as np
 
 from motionclr.datasets.samplers import clip_indices, max_start, segment_bounds
@@ -300,3 +306,55 @@ def compute_index(flow_uint8: np.ndarray, bound: float, params: IndexParams | No
         "mcl_clip_score": mcl_scores,
         "segments": segment_bounds(n_frames, p.num_segments),
     }
+
+
+# ----------------------------------------------------------------------------- storage
+
+def write_index(path: str | Path, index: dict[str, dict[str, np.ndarray]],
+                params: IndexParams) -> Path:
+    """Write ``{video_id: compute_index(...)}`` to one HDF5 file (tmp name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with h5py.File(tmp, "w") as f:
+        f.attrs["key"] = json.dumps(index_key(params), sort_keys=True)
+        # ids may hold "/" (class/video) and then live in nested groups: list them apart
+        f.create_dataset("video_ids", data=list(index), dtype=h5py.string_dtype())
+        videos = f.create_group("videos")
+        for vid, arrays in index.items():
+            g = videos.create_group(vid)
+            for k, v in arrays.items():
+                g.create_dataset(k, data=v)
+    os.replace(tmp, path)
+    return path
+
+
+class IndexStore:
+    """Read-only ``video_id -> {key: array}`` view of a ``write_index`` file.
+
+    Opens the file lazily in each process (safe across DataLoader forks) and reads one
+    video's arrays per ``get``; ``key`` is the stored ``index_key`` for checking a cache.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._f, self._pid = None, None
+        with h5py.File(self.path, "r") as f:
+            self.key = json.loads(f.attrs["key"])
+            self._ids = frozenset(v.decode() for v in f["video_ids"][()])
+
+    def __getstate__(self):
+        return {**self.__dict__, "_f": None, "_pid": None}
+
+    def __contains__(self, video_id) -> bool:
+        return video_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def get(self, video_id: str, default=None) -> dict[str, np.ndarray] | None:
+        if video_id not in self._ids:
+            return default
+        if self._pid != os.getpid():
+            self._f, self._pid = h5py.File(self.path, "r"), os.getpid()
+        g = self._f["videos"][video_id]
+        return {k: g[k][()] for k in g}
