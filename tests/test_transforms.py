@@ -178,3 +178,14 @@ def test_rgb_only_single_frame_views():  # VCLR: 2D frames, no flow
     out = T.GPUAugment(size=12, flip="independent")({"rgb": rgb}, _gen(2))
     assert out["rgb"].shape == (5, 3, 1, 12, 12) and "flow" not in out
     assert out["rgb"].dtype == torch.float32 and torch.isfinite(out["rgb"]).all()
+
+
+def test_cfg_from_project_config():
+    from motionclr.config import Config
+    cfg = Config()
+    cfg.data.flip = "shared"
+    a = T.AugmentCfg.from_config(cfg, train=False, motion_crop=True)
+    assert (a.size, a.flip, a.bound, a.train, a.motion_crop) == (cfg.clip.crop, "shared",
+                                                                 cfg.flow.bound, False, True)
+    with pytest.raises(ValueError):
+        T.AugmentCfg(flip="sometimes")

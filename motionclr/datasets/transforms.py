@@ -28,7 +28,7 @@ Geometric conventions (image coordinates: x to the right, y down):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -489,7 +489,6 @@ class AugmentCfg:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     flow_scale: float = 1.0
-    extra: dict = field(default_factory=dict)  # reserved; keeps YAML round-trips tolerant
 
     def __post_init__(self):
         if self.flip not in FLIP_POLICIES:
