@@ -68,7 +68,7 @@ def test_vclr_terms_reach_their_heads_and_queues_advance():
     assert isinstance(model.sampler(), SegmentClips) and len(_batch(model)["starts"][0]) == 6
     loss, logs = _step(model)
     _check_logs(loss, logs, VCLR_TERMS)
-    # each term through its own head only; the backbone from all of them
+    # every head and the backbone get gradient (term by term: test_vclr_term_isolation)
     for head in ("projector", "fc_intra", "fc_tsn", "fc_order", "order_head"):
         assert _grads(loss, getattr(model, head)) > 0, head
     assert _grads(loss, model.backbone) > 0
@@ -218,7 +218,8 @@ def test_saliency_on_last_conv_is_spatially_resolved_on_features_flat():
         assert (spread < 1e-4) == flat, (use_features, spread)
 
 
-@pytest.mark.parametrize("make", [lambda: MCL(_cfg()), lambda: with_motion_focus(MSCL)(_cfg())])
+@pytest.mark.parametrize("make", [lambda: MCL(_cfg()), lambda: with_motion_focus(MSCL)(_cfg())],
+                         ids=["mcl", "mscl+mcl"])
 def test_saliency_in_float32_under_autocast(make, monkeypatch):
     torch.manual_seed(0)
     model = make()

@@ -33,7 +33,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from motionclr.datasets.samplers import clip_indices, max_start, segment_bounds
+from motionclr.datasets.samplers import max_start, segment_bounds
 
 INDEX_VERSION = 1
 

@@ -187,6 +187,8 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
     for epoch in range(start_epoch, cfg.train.epochs):
         sampler.set_epoch(epoch)
         ds.set_epoch(epoch)
+        if hasattr(model, "set_epoch"):  # methods with epoch-dependent loss weights (MCL)
+            model.set_epoch(epoch)
         rows: list[dict] = []
         t0 = time.perf_counter()
         means = train_one_epoch(net, loader, optimizer, lr_sched, m_sched, epoch, cfg, device,

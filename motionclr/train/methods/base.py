@@ -36,6 +36,7 @@ class BaseMethod(nn.Module):
     name = "base"
     modalities: tuple[str, ...] = ("rgb",)
     num_views = 2
+    needs_index = False  # True: the loop loads the motion index for the sampler
 
     def __init__(self, cfg: Config):
         super().__init__()
@@ -98,10 +99,12 @@ class BaseMethod(nn.Module):
 
     def views(self, batch: dict, generator=None) -> list[dict]:
         """Split a uint8 batch with V clips per video into V augmented float views."""
-        keys = [k for k in self.modalities if k in batch]
+        keys = [k for k in (*self.modalities, "motion_map") if k in batch]
         n_views = batch[keys[0]].shape[1]
         raw = [{k: batch[k][:, v] for k in keys} for v in range(n_views)]
-        return self.augment.views(raw, generator)
+        # Augmentation is data preparation: fp32 even inside the training step's autocast.
+        with torch.autocast(batch[keys[0]].device.type, enabled=False):
+            return self.augment.views(raw, generator)
 
     def training_step(self, batch: dict, generator=None) -> tuple[torch.Tensor, dict]:
         """uint8 batch on the device -> (scalar loss, dict of detached values to log)."""
