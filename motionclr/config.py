@@ -76,6 +76,7 @@ class MethodCfg:
     temperature: float = 0.07
     queue_size: int = 4096
     momentum: float = 0.99         # key-encoder EMA at the start; cosine-scheduled to 1
+    terms: dict = field(default_factory=dict)  # loss-term weights, e.g. {loss_mx: 0.5}
     params: dict = field(default_factory=dict)  # method-specific extras
 
 

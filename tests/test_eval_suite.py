@@ -9,6 +9,15 @@ from motionclr.eval import linear
 from motionclr.eval.finetune import DenseClips, PRESETS, sampler_for, view_boxes
 from motionclr.eval.knn import knn_accuracy, knn_predict
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: thread hand-offs cost more than they save on a shared 2-core CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 FAST = {"epochs": 30, "bn_wds": [1e-4, 1e-2], "logreg_l2": [1e-4, 1e-2], "svm_c": [0.1, 1.0],
         "max_iter": 50, "classifiers": ["bn_linear", "logreg", "svm"]}
 
@@ -64,6 +73,47 @@ def test_hyperparameter_selection_sees_only_train(monkeypatch):
     other = {"feats": -test["feats"][::-1], "labels": np.zeros(40, dtype=int)}
     second = linear.probe(train, other, 4, knobs)["logreg"]
     assert first["hparams"] == second["hparams"] and first["val_top1"] == second["val_top1"]
+
+
+def test_selection_scores_only_held_out_train_rows(monkeypatch):
+    train = _blobs(20)
+    real_fit, fitted, log = linear.fit, [], []
+
+    def spy(kind, x, y, c, hp, k):
+        rows = {tuple(r) for r in x.tolist()}
+        fitted.append(rows)
+        scorer = real_fit(kind, x, y, c, hp, k)
+
+        def score(z):
+            log.append((rows, {tuple(r) for r in z.tolist()}))
+            return scorer(z)
+        return score
+    monkeypatch.setattr(linear, "fit", spy)
+    x = torch.nn.functional.normalize(torch.as_tensor(train["feats"]).float(), dim=1)
+    linear.select_hparams("logreg", x, torch.as_tensor(train["labels"]), 4, {**linear.DEFAULTS,
+                          **FAST})
+    assert len(log) == len(FAST["logreg_l2"])
+    every = {tuple(r) for r in x.tolist()}
+    for rows, scored in log:                      # validation rows: held out, from train
+        assert not rows & scored and rows | scored == every and len(scored) == 16
+
+
+def test_multiview_scores_average_every_view():
+    from motionclr.eval.finetune import video_scores
+
+    class Probe(torch.nn.Module):                  # logits [mean of channel 0, 0]
+        def forward(self, x):
+            self.seen = getattr(self, "seen", 0) + len(x)
+            return torch.stack([x[:, 0].mean(dim=(1, 2, 3)), torch.zeros(len(x))], 1)
+    rgb = torch.stack([torch.full((3, 2, 24, 32), 50 * v, dtype=torch.uint8)
+                       for v in range(4)])         # 4 clips, each one constant colour
+    a = (torch.arange(4) * 50 / 255 - 0.485) / 0.229  # the normalised value of each clip
+    net = Probe()
+    out = video_scores(net, rgb, crops=3, size=8, aggregate="logits")
+    assert net.seen == 12 and torch.allclose(out, torch.stack([a.mean(), torch.tensor(0.)]),
+                                             atol=1e-5)
+    soft = torch.stack([a, torch.zeros(4)], 1).softmax(1).mean(0)
+    assert torch.allclose(video_scores(net, rgb, 10, 8, "softmax"), soft, atol=1e-5)
 
 
 def test_knobs_take_their_default_types_and_unknown_ones_fail():
@@ -150,6 +200,7 @@ def test_finetune_one_epoch_end_to_end(fake_run):
     assert res["results"]["10x3"]["crops"] == 3
     p = saved["protocol"]
     assert p["recipe"] == "mcl" and p["epochs"] == 1 and p["aggregate"] == "logits"
+    assert p["flip"] == "off"                      # synthetic classes are directions
     assert len(saved["history"]) == 1 and (fake_run / "finetune" / "checkpoint.pt").is_file()
     # Same knobs: resumes from the finished checkpoint, and the test views are deterministic.
     again = run_finetune(fake_run, device="cpu", knobs=knobs, progress=False)
@@ -164,7 +215,7 @@ def test_linear_and_figure_on_a_run(fake_run):
                             progress=False)
     saved = json.loads((fake_run / "linear.json").read_text())
     assert saved["protocol"]["n_test"] == 8 and saved["protocol"]["holdout"] == 0.2
-    assert "never test" in saved["protocol"]["selection"]
+    assert "never 'test'" in saved["protocol"]["selection"]
     assert (fake_run / res["classifiers"]["logreg"]["confusion_png"]).is_file()
     png = retrieval_figure(fake_run, n_queries=3, k=5)
     assert png == fake_run / "retrieval_examples.png"

@@ -302,3 +302,24 @@ def test_every_registered_method_runs_one_step(name):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
     x = model.eval_augment({"rgb": _batch(model)["rgb"][:, 0]})["rgb"]
     assert model.eval().embed(x).shape == (N, model.backbone.out_dim)
+
+
+def test_method_terms_weights_compose_and_unknown_names_fail():
+    """``method.terms`` reweights named terms of any method; a typo lists the valid names."""
+    from motionclr.config import load_config
+    from motionclr.train.methods import build_method
+    from tests.conftest import tiny_overrides
+    base = tiny_overrides(".", ".")
+    g = torch.Generator().manual_seed(0)
+    batch = {"rgb": torch.randint(0, 255, (4, 2, 3, 4, 32, 32), dtype=torch.uint8,
+                                  generator=g)}
+    torch.manual_seed(0)
+    m1 = build_method(load_config(None, base))
+    torch.manual_seed(0)
+    m2 = build_method(load_config(None, base + ["method.terms={loss_nce: 0.5}"]))
+    l1, _ = m1.training_step(batch, torch.Generator().manual_seed(1))
+    l2, _ = m2.training_step(batch, torch.Generator().manual_seed(1))
+    assert torch.allclose(l2, 0.5 * l1)
+    m3 = build_method(load_config(None, base + ["method.terms={loss_typo: 1}"]))
+    with pytest.raises(KeyError, match="loss_nce"):
+        m3.training_step(batch, torch.Generator().manual_seed(1))

@@ -41,6 +41,7 @@ class Entry:
     params: dict = field(default_factory=dict)
     skipped: str = ""
     seconds: float = float("nan")
+    cpu_seconds: float = float("nan")   # process CPU time: robust to other jobs on the machine
     pairs: int = 0
     epe_small: float = float("nan")
     epe_large: float = float("nan")
@@ -53,7 +54,8 @@ def entries(args) -> list[Entry]:
     out = [Entry("tvl1 (OpenCV CPU)", "tvl1"),
            Entry("tvl1_torch opencv", "tvl1_torch", {"preset": "opencv",
                                                      "batch_size": args.batch_size}),
-           Entry("tvl1_torch fast", "tvl1_torch", {"preset": "fast", "batch_size": args.batch_size}),
+           Entry("tvl1_torch fast", "tvl1_torch", {"preset": "fast",
+                                                   "batch_size": args.batch_size}),
            Entry("farneback (OpenCV)", "farneback"),
            Entry("dis medium (OpenCV)", "dis")]
     for arch, ckpt in (("raft_small", args.raft_small), ("raft_large", args.raft_large)):
@@ -80,11 +82,12 @@ def run_entry(e: Entry, clips: list[np.ndarray], cases: list, ref: list[np.ndarr
     fn = lambda frames: compute_flow(frames, e.method, device=device, **e.params)  # noqa: E731
     fn(clips[0][:2])  # warm-up: model load, allocator, first-call dispatch
     _sync(device)
-    flows, t0 = [], time.perf_counter()
+    flows, t0, c0 = [], time.perf_counter(), time.process_time()
     for frames in clips:
         flows.append(fn(frames))
     _sync(device)
     e.seconds = time.perf_counter() - t0
+    e.cpu_seconds = time.process_time() - c0
     e.pairs = sum(len(f) for f in flows)
     for c in cases:
         e.epe_cases[c.name] = S.epe(fn(c.frames)[0], c.flow, c.valid)
@@ -113,6 +116,10 @@ def photometric_residual(frames: np.ndarray, flow: np.ndarray) -> float:
     return float(np.mean(out))
 
 
+def _ms(x: float) -> str:
+    return f"{x:.{0 if x >= 10 else 1}f}"
+
+
 def _f(x: float, fmt: str) -> str:
     return "–" if x is None or not np.isfinite(x) else format(x, fmt)
 
@@ -123,7 +130,7 @@ def render(results: list[Entry], cases: list, args, cmd: str, threads: str,
 
     h, w = args.size
     base = next((e for e in results if e.method == "tvl1" and not e.skipped), None)
-    base_fps = base.pairs / base.seconds if base else float("nan")
+    base_cpu_ms = 1000 * base.cpu_seconds / base.pairs if base else float("nan")
     gpu = (f", GPU {torch.cuda.get_device_name(torch.device(args.device))}"
            if str(args.device).startswith("cuda") else "")
     lines = [
@@ -135,8 +142,9 @@ def render(results: list[Entry], cases: list, args, cmd: str, threads: str,
         f"torchvision {_version('torchvision')}, OpenCV {cv2.__version__}, numpy {np.__version__}",
         f"- Command: `{cmd}`",
         f"- Speed: {args.pairs} consecutive pairs of each of {', '.join(S.CLIPS)} at {w}x{h} "
-        f"(whole clip per call, batch size {args.batch_size} for torch methods); one run, so "
-        "on a shared machine expect +-30 %.",
+        f"(whole clip per call, batch size {args.batch_size} for torch methods); one run. "
+        "pairs/s is wall-clock; \"CPU ms/pair\" is the process's CPU time, which other jobs on "
+        "a shared machine disturb much less (for CUDA runs it only counts the host side).",
         "- EPE vs GT: synthetic suite at the same size (real texture warped by a known motion; "
         "mean end-point error over visible pixels 8 px from the border); "
         "\"<= 3 px\" is the mean over the zero, shift, rotate, zoom and moving-object cases.",
@@ -147,18 +155,19 @@ def render(results: list[Entry], cases: list, args, cmd: str, threads: str,
         "over both clips, lower is better; zero flow gives "
         f"{zero_residual:.2f}) is a ground-truth-free check.",
         "",
-        "| method | pairs/s | ms/pair | x OpenCV tvl1 | EPE vs GT <= 3 px | EPE vs GT 8 px shift "
+        "| method | pairs/s | ms/pair | CPU ms/pair | x OpenCV tvl1 (CPU time) | EPE vs GT <= 3 px "
+        "| EPE vs GT 8 px shift "
         + "".join(f"| EPE vs tvl1 {name} " for name in S.CLIPS) + "| warp residual |",
-        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(S.CLIPS) + "---:|",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(S.CLIPS) + "---:|",
     ]
     for e in results:
         if e.skipped:
-            lines.append(f"| {e.label} | skipped: {e.skipped} |" + " |" * (5 + len(S.CLIPS)))
+            lines.append(f"| {e.label} | skipped: {e.skipped} |" + " |" * (6 + len(S.CLIPS)))
             continue
         fps = e.pairs / e.seconds
-        ms = 1000 / fps
-        lines.append(f"| {e.label} | {fps:.2f} | {ms:.{0 if ms >= 10 else 1}f} "
-                     f"| {_f(fps / base_fps, '.2f')} "
+        ms, cpu_ms = 1000 / fps, 1000 * e.cpu_seconds / e.pairs
+        lines.append(f"| {e.label} | {fps:.2f} | {_ms(ms)} | {_ms(cpu_ms)} "
+                     f"| {_f(base_cpu_ms / cpu_ms, '.2f')} "
                      f"| {_f(e.epe_small, '.4f')} | {_f(e.epe_large, '.4f')} "
                      + "".join(f"| {_f(e.epe_vs_tvl1.get(n, float('nan')), '.4f')} "
                                for n in S.CLIPS) + f"| {_f(e.residual, '.2f')} |")
@@ -229,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         if e.method == "tvl1" and ref is None:
             ref = flows
             e.epe_vs_tvl1 = {name: 0.0 for name in S.CLIPS}
-        print(f"{e.label}: {e.pairs / e.seconds:.2f} pairs/s, EPE<=3px {e.epe_small:.4f}, "
+        print(f"{e.label}: {e.pairs / e.seconds:.2f} pairs/s, "
+              f"{1000 * e.cpu_seconds / e.pairs:.0f} CPU ms/pair, EPE<=3px {e.epe_small:.4f}, "
               f"8px {e.epe_large:.4f}, vs tvl1 {e.epe_vs_tvl1}, residual {e.residual:.2f}",
               flush=True)
     zero_residual = float(np.mean([photometric_residual(c, np.zeros(c.shape[:3] + (2,),

@@ -36,7 +36,7 @@ RECIPES = {
 }
 DEFAULTS = {"recipe": "mcl", **RECIPES["mcl"], "milestones": [0.8, 0.9], "batch_size": 32,
             "views": ["10x1", "10x3"], "aggregate": "softmax", "init": "pretrained",
-            "flip": "independent", "jitter_p": 0.8, "gray_p": 0.0, "blur_p": 0.0,
+            "flip": "data", "jitter_p": 0.8, "gray_p": 0.0, "blur_p": 0.0,
             "crop_frac": 0.875, "seed": 0}
 
 
@@ -111,8 +111,9 @@ def video_scores(net, rgb, crops: int, size: int, aggregate: str = "softmax",
     views = [v.flip(-1) if f else v for v, f in zip(views, flips.tolist())]
     x = torch.cat(views)
     # Dense windows x 10 crops can be hundreds of clips: forward in chunks.
-    logits = torch.cat([net(normalize({"rgb": x[i:i + chunk]})["rgb"]).float()
-                        for i in range(0, len(x), chunk)])
+    with torch.autocast(x.device.type, enabled=x.is_cuda):
+        logits = torch.cat([net(normalize({"rgb": x[i:i + chunk]})["rgb"]).float()
+                            for i in range(0, len(x), chunk)])
     if aggregate not in ("softmax", "logits"):
         raise ValueError(f"aggregate must be softmax or logits, got {aggregate!r}")
     return (logits.softmax(1) if aggregate == "softmax" else logits).mean(0)
@@ -123,9 +124,10 @@ def evaluate(net, stage, cfg, preset: str, k: dict, device) -> dict:
     so frame sizes and dense clip counts may differ between videos)."""
     from motionclr.datasets.shard_dataset import ShardClipDataset
     from motionclr.eval.linear import topk_accuracy
+    from motionclr.eval.retrieval_protocols import check_labelled, eval_subsets
     c = cfg.clip
-    ds = ShardClipDataset(stage, "test", cfg.data.split, sampler=sampler_for(preset, c.clip_len,
-                          c.stride), window=0, train=False, modalities=("rgb",))
+    ds = ShardClipDataset(stage, eval_subsets(cfg)[1], cfg.data.split, window=0, train=False,
+                          sampler=sampler_for(preset, c.clip_len, c.stride), modalities=("rgb",))
     net.eval()
     scores, labels, n_clips = [], [], []
     for b in DataLoader(ds, batch_size=1, num_workers=cfg.train.num_workers):
@@ -134,19 +136,26 @@ def evaluate(net, stage, cfg, preset: str, k: dict, device) -> dict:
                                    k["crop_frac"]).cpu())
         labels.append(int(b["label"][0]))
         n_clips.append(rgb.shape[0])
+    check_labelled(labels, eval_subsets(cfg)[1])
     acc = topk_accuracy(torch.stack(scores), torch.tensor(labels), (1, 5))
     return {"top1": acc[1], "top5": acc[5], "n_test": len(labels), "clips": PRESETS[preset][0],
             "crops": PRESETS[preset][1], "mean_clips_per_video": float(np.mean(n_clips))}
 
 
 def finetune_knobs(cfg, knobs: dict | None = None) -> dict:
-    """DEFAULTS <- the named recipe <- user knobs (``cfg.eval.finetune`` then ``knobs``)."""
+    """DEFAULTS <- the named recipe <- user knobs (``cfg.eval.finetune`` then ``knobs``).
+
+    ``flip="data"`` follows ``data.flip`` (``shared`` means one clip per video, so it becomes
+    ``independent``)."""
     from motionclr.eval.retrieval_protocols import resolve_knobs
     user = resolve_knobs(cfg, "finetune", DEFAULTS, knobs, only_given=True)
     recipe = user.get("recipe", DEFAULTS["recipe"])
     if recipe not in RECIPES:
         raise ValueError(f"unknown finetune recipe {recipe!r}; valid: {sorted(RECIPES)}")
-    return {**DEFAULTS, **RECIPES[recipe], **user}
+    k = {**DEFAULTS, **RECIPES[recipe], **user}
+    if k["flip"] == "data":  # the dataset's policy: off for direction-defined classes
+        k["flip"] = "off" if cfg is None or cfg.data.flip == "off" else "independent"
+    return k
 
 
 def lr_factor(step: int, total: int, k: dict) -> float:
@@ -156,12 +165,44 @@ def lr_factor(step: int, total: int, k: dict) -> float:
     return 0.1 ** sum(step >= round(m * total) for m in k["milestones"])
 
 
+def train_epoch(net, loader, aug, opt, epoch: int, k: dict, device, gen, scaler=None) -> dict:
+    """One pass; per-iteration LR of each group = lr x group mult x ``lr_factor``."""
+    net.train()
+    loss_sum, correct, n, total = 0.0, 0, 0, k["epochs"] * len(loader)
+    for i, b in enumerate(loader):
+        for g in opt.param_groups:
+            g["lr"] = k["lr"] * g["mult"] * lr_factor(epoch * len(loader) + i, total, k)
+        x = aug({"rgb": b["rgb"][:, 0].to(device)}, gen)["rgb"]  # augment in float32
+        y = b["label"].to(device)
+        with torch.autocast(device.type, enabled=scaler is not None):
+            logits = net(x)
+            loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if k["grad_clip"] > 0:
+            nn.utils.clip_grad_norm_(net.parameters(), k["grad_clip"])
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        loss_sum += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        n += len(y)
+    return {"epoch": epoch, "loss": loss_sum / max(n, 1), "train_top1": correct / max(n, 1)}
+
+
 def run_finetune(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
                  knobs: dict | None = None, progress: bool = True) -> dict:
     """Finetune ``<run>``'s backbone; ``<run>/finetune/checkpoint.pt`` each epoch (resumed
-    when the knobs match), then ``<run>/finetune.json`` with every knob and each preset."""
+    when the knobs and the pretraining epoch match), then ``<run>/finetune.json``."""
     from motionclr.datasets.shard_dataset import ShardClipDataset
     from motionclr.eval.checkpoint import load_run
+    from motionclr.eval.retrieval_protocols import eval_subsets
     from motionclr.pipeline.cache import atomic_write_text
     from motionclr.pipeline.shards import load_manifest
     from motionclr.pipeline.stages import find_flow_stage
@@ -170,13 +211,13 @@ def run_finetune(run: str | Path, overrides: list[str] | None = None, device: st
 
     run, device = Path(run), torch.device(device)
     cfg, method, meta = load_run(run, overrides, device)
-    k, c = finetune_knobs(cfg, knobs), cfg.clip
+    k, c, (train, test) = finetune_knobs(cfg, knobs), cfg.clip, eval_subsets(cfg)
     stage = find_flow_stage(cfg)
-    torch.manual_seed(k["seed"])
+    torch.manual_seed(k["seed"])  # the new head (and the backbone when init=random)
     backbone = (copy.deepcopy(method.backbone) if k["init"] == "pretrained" else
                 build_backbone(cfg.model.backbone, width=cfg.model.width))
     net = Classifier(backbone, len(load_manifest(stage)["classes"]), k["dropout"]).to(device)
-    ds = ShardClipDataset(stage, "train", cfg.data.split, sampler=RandomClip(c.clip_len,
+    ds = ShardClipDataset(stage, train, cfg.data.split, sampler=RandomClip(c.clip_len,
                           c.stride, 1), window=cfg.decode.short_side, train=True,
                           modalities=("rgb",), seed=k["seed"])
     order = torch.Generator()
@@ -191,6 +232,7 @@ def run_finetune(run: str | Path, overrides: list[str] | None = None, device: st
     opt = (torch.optim.SGD(groups, lr=k["lr"], momentum=0.9, weight_decay=k["weight_decay"])
            if k["optimizer"] == "sgd" else
            torch.optim.Adam(groups, lr=k["lr"], weight_decay=k["weight_decay"]))
+    scaler = torch.amp.GradScaler("cuda") if cfg.train.amp and device.type == "cuda" else None
     ckpt_path = run / "finetune" / "checkpoint.pt"
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     start, history = 0, []
@@ -199,32 +241,19 @@ def run_finetune(run: str | Path, overrides: list[str] | None = None, device: st
         if json.loads(ck["knobs"]) == k and ck["pretrain_epoch"] == meta["epoch"]:
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
+            if scaler is not None and ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
             start, history = ck["epoch"] + 1, json.loads(ck["history"])
-    total, gen = k["epochs"] * len(loader), torch.Generator(device=device)
+        elif progress:
+            print(f"finetune: {ckpt_path} has other knobs or pretraining epoch; starting over")
+    gen = torch.Generator(device=device)
     for epoch in range(start, k["epochs"]):
         order.manual_seed(k["seed"] * 100_003 + epoch)  # shuffle and crops replay on resume
         gen.manual_seed(k["seed"] * 100_003 + epoch)
         ds.set_epoch(epoch)
-        net.train()
-        loss_sum, correct, n = 0.0, 0, 0
-        for i, b in enumerate(loader):
-            for g in opt.param_groups:
-                g["lr"] = k["lr"] * g["mult"] * lr_factor(epoch * len(loader) + i, total, k)
-            x = aug({"rgb": b["rgb"][:, 0].to(device)}, gen)["rgb"]
-            y = b["label"].to(device)
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if k["grad_clip"] > 0:
-                nn.utils.clip_grad_norm_(net.parameters(), k["grad_clip"])
-            opt.step()
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            n += len(y)
-        history.append({"epoch": epoch, "loss": loss_sum / max(n, 1),
-                        "train_top1": correct / max(n, 1)})
+        history.append(train_epoch(net, loader, aug, opt, epoch, k, device, gen, scaler))
         _save_checkpoint(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                     "scaler": scaler.state_dict() if scaler else None,
                                      "epoch": epoch, "knobs": json.dumps(k),
                                      "history": json.dumps(history),
                                      "pretrain_epoch": meta["epoch"], "motionclr_finetune": 1})
@@ -234,6 +263,7 @@ def run_finetune(run: str | Path, overrides: list[str] | None = None, device: st
     result = {"results": results, "history": history,
               "protocol": {**k, "clip_len": c.clip_len, "stride": c.stride, "crop": c.crop,
                            "short_side": cfg.decode.short_side, "split": cfg.data.split,
+                           "train_subset": train, "test_subset": test,
                            "reported": "last epoch (no model selection)",
                            "test_augmentation": "none (deterministic clips and crops)",
                            "train_sampler": "RandomClip, 1 clip per video"},

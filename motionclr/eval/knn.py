@@ -56,7 +56,7 @@ def run_knn(run: str | Path, overrides: list[str] | None = None, device: str = "
     """kNN of the test split against the train split on cached features; writes knn.json."""
     from motionclr.eval.checkpoint import load_run
     from motionclr.eval.features import cached_features, protocol
-    from motionclr.eval.retrieval_protocols import resolve_knobs
+    from motionclr.eval.retrieval_protocols import check_labelled, eval_subsets, resolve_knobs
     from motionclr.pipeline.cache import atomic_write_text
     from motionclr.pipeline.stages import find_flow_stage
 
@@ -64,13 +64,15 @@ def run_knn(run: str | Path, overrides: list[str] | None = None, device: str = "
     cfg, model, meta = load_run(run, overrides, device)
     kn = resolve_knobs(cfg, "knn", DEFAULTS, knobs)
     stage = find_flow_stage(cfg)
-    tr = cached_features(model, stage, "train", cfg, run, meta, device, progress)
-    te = cached_features(model, stage, "test", cfg, run, meta, device, progress)
+    train, test = eval_subsets(cfg)
+    tr = cached_features(model, stage, train, cfg, run, meta, device, progress)
+    te = cached_features(model, stage, test, cfg, run, meta, device, progress)
+    check_labelled(te["labels"], test)
     acc = {str(k): knn_accuracy(tr["feats"], tr["labels"], te["feats"], te["labels"], k,
                                 kn["temperature"]) for k in kn["ks"]}
     result = {"top1": acc, "protocol": {**protocol(cfg), **kn, "similarity": "cosine",
                                         "vote": "sum of exp(sim/T) per class",
-                                        "gallery": "train", "query": "test",
+                                        "gallery": train, "query": test,
                                         "n_train": int(len(tr["labels"])),
                                         "n_test": int(len(te["labels"]))},
               "dataset": cfg.data.dataset, "method": cfg.method.name,

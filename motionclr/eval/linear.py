@@ -171,7 +171,7 @@ def run_linear(run: str | Path, overrides: list[str] | None = None, device: str 
     confusion-matrix PNG per classifier."""
     from motionclr.eval.checkpoint import load_run
     from motionclr.eval.features import cached_features, protocol
-    from motionclr.eval.retrieval_protocols import resolve_knobs
+    from motionclr.eval.retrieval_protocols import check_labelled, eval_subsets, resolve_knobs
     from motionclr.pipeline.cache import atomic_write_text
     from motionclr.pipeline.shards import load_manifest
     from motionclr.pipeline.stages import find_flow_stage
@@ -180,8 +180,10 @@ def run_linear(run: str | Path, overrides: list[str] | None = None, device: str 
     cfg, model, meta = load_run(run, overrides, device)
     k = resolve_knobs(cfg, "linear", DEFAULTS, knobs)
     stage = find_flow_stage(cfg)
-    tr = cached_features(model, stage, "train", cfg, run, meta, device, progress)
-    te = cached_features(model, stage, "test", cfg, run, meta, device, progress)
+    train, test = eval_subsets(cfg)
+    tr = cached_features(model, stage, train, cfg, run, meta, device, progress)
+    te = cached_features(model, stage, test, cfg, run, meta, device, progress)
+    check_labelled(te["labels"], test)
     classes = load_manifest(stage)["classes"]
     res = probe(tr, te, len(classes), k)
     for kind, r in res.items():
@@ -190,8 +192,9 @@ def run_linear(run: str | Path, overrides: list[str] | None = None, device: str 
         r["confusion_png"] = png.name
     result = {"classifiers": res,
               "protocol": {**protocol(cfg), **k, "selection": f"stratified held-out "
-                           f"{k['holdout']:.0%} of train (seed {k['seed']}), never test",
-                           "refit": "whole train split", "bn_linear_schedule":
+                           f"{k['holdout']:.0%} of {train!r} (seed {k['seed']}), never {test!r}",
+                           "refit": f"whole {train!r} subset", "train_subset": train,
+                           "test_subset": test, "bn_linear_schedule":
                            "SGD, LR x0.1 at each milestone (fraction of epochs)",
                            "n_train": int(len(tr["labels"])), "n_test": int(len(te["labels"]))},
               "dataset": cfg.data.dataset, "method": cfg.method.name,

@@ -36,6 +36,18 @@ def protocol_overrides(name: str = "coclr") -> list[str]:
     return [f"eval.num_clips={p['num_clips']}", f"eval.center={str(p['center']).lower()}"]
 
 
+def eval_subsets(cfg) -> tuple[str, str]:
+    """(train, test) subsets: ``eval.gallery`` is the labelled set classifiers learn from and
+    ``eval.query`` the one they are scored on (K400/SSv2: ``val``)."""
+    return getattr(cfg.eval, "gallery", "train"), getattr(cfg.eval, "query", "test")
+
+
+def check_labelled(labels, subset: str) -> None:
+    if (np.asarray(labels) < 0).any():
+        raise ValueError(f"the {subset!r} subset has unlabelled videos; choose a labelled one "
+                         "with eval.query=val")
+
+
 def _coerce(value, like, key: str):
     """``value`` as the type of its default ``like``: overrides arrive through YAML, where
     ``1e-3`` (no dot) is a string, and dict-valued config fields are not type-checked."""
@@ -137,8 +149,10 @@ def retrieval_figure(run: str | Path, overrides: list[str] | None = None, device
     run = Path(run)
     cfg, model, meta = load_run(run, overrides, device)
     stage = find_flow_stage(cfg)
-    gal = cached_features(model, stage, "train", cfg, run, meta, device, progress)
-    qry = cached_features(model, stage, "test", cfg, run, meta, device, progress)
+    train, test = eval_subsets(cfg)
+    gal = cached_features(model, stage, train, cfg, run, meta, device, progress)
+    qry = cached_features(model, stage, test, cfg, run, meta, device, progress)
+    check_labelled(qry["labels"], test)
     classes = load_manifest(stage)["classes"]
     nq = min(n_queries, len(qry["labels"]))
     qi = np.linspace(0, len(qry["labels"]) - 1, nq).round().astype(int)

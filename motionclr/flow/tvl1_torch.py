@@ -69,7 +69,8 @@ def resolve_params(preset: str = "opencv", **params) -> dict:
     if cfg["gamma"] != 0:
         raise ValueError("tvl1_torch supports gamma=0 only (no illumination term)")
     if cfg["interpolation"] not in ("bicubic", "bilinear"):
-        raise ValueError(f"interpolation must be 'bicubic' or 'bilinear', got {cfg['interpolation']!r}")
+        raise ValueError(f"interpolation must be 'bicubic' or 'bilinear', "
+                         f"got {cfg['interpolation']!r}")
     if cfg["pyramid"] not in ("opencv", "antialias"):
         raise ValueError(f"pyramid must be 'opencv' or 'antialias', got {cfg['pyramid']!r}")
     if cfg["median"] not in (0, 1, 3, 5):
@@ -119,7 +120,8 @@ def _linear_taps(n_out: int, n_in: int, scale: float, device) -> tuple:
     return i0.to(device), i1.to(device), w.to(device)
 
 
-def resize_linear(x: torch.Tensor, size: tuple[int, int], scale: tuple[float, float]) -> torch.Tensor:
+def resize_linear(x: torch.Tensor, size: tuple[int, int],
+                  scale: tuple[float, float]) -> torch.Tensor:
     """Bilinear resize with cv::resize semantics (explicit src-per-dst ``scale``).
 
     torch's ``interpolate`` derives the scale from the sizes; OpenCV's ``resize(fx=0.8)`` uses
@@ -277,7 +279,9 @@ def _step(u, px, py, g, rho_c, neg_grad, l_t: float, theta: float, taut: float,
     torch.sub(u_new[..., 1:, :], u_new[..., :-1, :], out=uy[..., :-1, :])
     uy[..., -1, :] = 0
     ng = torch.addcmul(ux * ux, uy, uy).sqrt_().mul_(taut).add_(1.0)
-    return u_new, torch.add(px, ux, alpha=taut).div_(ng), torch.add(py, uy, alpha=taut).div_(ng), err
+    px_new = torch.add(px, ux, alpha=taut).div_(ng)
+    py_new = torch.add(py, uy, alpha=taut).div_(ng)
+    return u_new, px_new, py_new, err
 
 
 _COMPILED = {}
@@ -403,7 +407,8 @@ def _solve_level(I0, I1, u, cfg: dict, step) -> torch.Tensor:
     return u
 
 
-def tvl1_pairs(I0: torch.Tensor, I1: torch.Tensor, preset: str = "opencv", **params) -> torch.Tensor:
+def tvl1_pairs(I0: torch.Tensor, I1: torch.Tensor, preset: str = "opencv",
+               **params) -> torch.Tensor:
     """TV-L1 flow for a batch of grayscale pairs (the building block for cross-video batching).
 
     Args:

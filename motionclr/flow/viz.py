@@ -71,7 +71,8 @@ def side_by_side(rgb: np.ndarray, flow: np.ndarray, max_flow: float | None = Non
     return np.concatenate([rgb[:-1], colours], axis=2)
 
 
-def strip(rgb: np.ndarray, flow: np.ndarray, rows: int = 6, max_flow: float | None = None) -> np.ndarray:
+def strip(rgb: np.ndarray, flow: np.ndarray, rows: int = 6,
+          max_flow: float | None = None) -> np.ndarray:
     """A PNG-ready image: ``rows`` evenly spaced pairs stacked vertically, each ``rgb | flow``.
 
     Returns:

@@ -106,6 +106,18 @@ class BaseMethod(nn.Module):
         with torch.autocast(batch[keys[0]].device.type, enabled=False):
             return self.augment.views(raw, generator)
 
+    def total(self, terms: dict) -> torch.Tensor:
+        """The loss: named terms weighted by ``method.terms`` (default 1; 0 drops a term).
+
+        This is how a config composes a method from its terms without code.
+        """
+        weights = self.cfg.method.terms
+        unknown = sorted(set(weights) - set(terms))
+        if unknown:
+            raise KeyError(f"method.terms names unknown term(s) {unknown}; "
+                           f"{self.name}'s terms: {sorted(terms)}")
+        return sum(float(weights.get(k, 1.0)) * v for k, v in terms.items())
+
     def training_step(self, batch: dict, generator=None) -> tuple[torch.Tensor, dict]:
         """uint8 batch on the device -> (scalar loss, dict of detached values to log)."""
         raise NotImplementedError

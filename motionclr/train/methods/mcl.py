@@ -193,7 +193,7 @@ class MCL(BaseMethod):
             score = (q * k_inter[:, 0]).sum(dim=1)  # unscaled positive logit, same clip
             l_mal, s = mal_loss(score, maps[0], q1["flow"], self.mal)
             terms["loss_mal"] = w_mal * l_mal
-        loss = sum(terms.values())
+        loss = self.total(terms)
         self.enqueue("queue", k_inter.reshape(-1, k_inter.shape[-1]))  # all 3 keys (MCL)
         logs = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}, **s,
                 "order_acc": (logits.argmax(1) == label).float().mean().detach(),

@@ -24,8 +24,9 @@ class MoCo(BaseMethod):
         v1, v2 = self.views(batch, generator)[:2]
         q = self.encode_q(v1["rgb"])              # (N, D)
         k = self.encode_k(v2["rgb"])              # (N, D), no grad
-        loss, logits = info_nce(q, k, self.queue.clone(), self.cfg.method.temperature,
-                                return_logits=True)
+        nce, logits = info_nce(q, k, self.queue.clone(), self.cfg.method.temperature,
+                               return_logits=True)
         self.enqueue("queue", k)
+        loss = self.total({"loss_nce": nce})
         acc = (logits.argmax(dim=1) == 0).float().mean()
         return loss, {"loss": loss.detach(), "nce_acc": acc}

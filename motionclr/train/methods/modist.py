@@ -107,7 +107,7 @@ class MoDist(BaseMethod):
         v1, v2 = self.views(batch, generator)[:2]
         emb = self.embed_views(v1, v2, generator)
         terms = self.loss_terms(emb)
-        loss = sum(terms.values())
+        loss = self.total(terms)
         # enqueue after the loss: the current keys must not be their own negatives
         self.enqueue("rgb_queue", emb["rgb_k"])
         self.enqueue("flow_queue", emb["flow_k"])

@@ -143,7 +143,7 @@ class VCLR(BaseMethod):
             logits = self.order_head(items)
             terms["loss_order"] = w["order"] * order_loss(logits, label)
             logs["order_acc"] = (logits.argmax(1) == label).float().mean().detach()
-        loss = sum(terms.values())
+        loss = self.total(terms)
         self.enqueue("queue", k_inter.reshape(-1, k_inter.shape[-1]))  # all 3 keys (SeCo)
         self.enqueue("segment_queue", k_seg)
         return loss, {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()},
