@@ -68,14 +68,6 @@ def cmd_demo(args):
     run_demo(args.config, args.overrides)
 
 
-def _delegate(target: str):
-    """Subcommands whose parsing lives with their code (benchmarks, viz)."""
-    def run(args):
-        module, fn = target.split(":")
-        return getattr(importlib.import_module(module), fn)(args.rest)
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="motionclr", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -106,14 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="benchmarks: flow | io | methods")
     s.add_argument("which", choices=["flow", "io", "methods"])
     s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(fn=lambda a: _delegate(f"motionclr.bench.{a.which}:main")(a))
+    s.set_defaults(fn=None)  # dispatched in main() through DELEGATED
     s = sub.add_parser("viz", help="flow colour-wheel images / RGB|flow strips")
     s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(fn=_delegate("motionclr.flow.viz:main"))
+    s.set_defaults(fn=None)
     return p
 
 
+DELEGATED = {("viz",): "motionclr.flow.viz:main", ("bench", "flow"): "motionclr.bench.flow:main",
+             ("bench", "io"): "motionclr.bench.io:main",
+             ("bench", "methods"): "motionclr.bench.methods:main"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for prefix, target in DELEGATED.items():
+        # These parse their own options (argparse's REMAINDER drops leading "--x" flags).
+        if tuple(argv[:len(prefix)]) == prefix:
+            module, fn = target.split(":")
+            return getattr(importlib.import_module(module), fn)(argv[len(prefix):]) or 0
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     bad = [e for e in extra if "=" not in e or e.startswith("-")]

@@ -128,6 +128,8 @@ def test_knobs_take_their_default_types_and_unknown_ones_fail():
         resolve_knobs(None, "linear", linear.DEFAULTS, {"epoch": 3})
     ft = finetune_knobs(None, {"recipe": "coclr", "epochs": 3})
     assert ft["optimizer"] == "adam" and ft["backbone_lr_mult"] == 0.1 and ft["epochs"] == 3
+    with pytest.raises(ValueError, match="valid"):
+        finetune_knobs(None, {"views": ["10x1", "12x5"]})
 
 
 def test_knn_known_answer_and_temperature():

@@ -155,6 +155,12 @@ def finetune_knobs(cfg, knobs: dict | None = None) -> dict:
     k = {**DEFAULTS, **RECIPES[recipe], **user}
     if k["flip"] == "data":  # the dataset's policy: off for direction-defined classes
         k["flip"] = "off" if cfg is None or cfg.data.flip == "off" else "independent"
+    for key, valid in (("optimizer", ("sgd", "adam")), ("schedule", ("cosine", "step")),
+                       ("init", ("pretrained", "random")), ("aggregate", ("softmax", "logits"))):
+        if k[key] not in valid:  # fail before hours of training, not after
+            raise ValueError(f"eval.finetune.{key}={k[key]!r}; valid: {list(valid)}")
+    for preset in k["views"]:
+        sampler_for(preset, 1, 1)
     return k
 
 
