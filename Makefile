@@ -16,7 +16,8 @@ COMMON   := data.dataset=$(DATASET) data.root=$(DATA_ROOT) data.cache=$(CACHE) \
             pipeline.workers=$(WORKERS) flow.device=$(DEVICE)
 MOTIONCLR := $(BIN)/motionclr
 
-.PHONY: setup demo flow index pretrain eval-retrieval bench bench-methods test lint clean
+.PHONY: setup demo flow index pretrain eval-retrieval eval-linear eval-knn finetune \
+        retrieval-figure report bench bench-methods test lint clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,9 +41,25 @@ pretrain: setup
 	$(MOTIONCLR) pretrain --config $(CONFIGS) $(COMMON) train.device=$(DEVICE) \
 	    train.run=$(RUN) $(ARGS)
 
+EVAL_COMMON = --run $(RUN) --device $(DEVICE) data.root=$(DATA_ROOT) data.cache=$(CACHE)
+
 eval-retrieval: setup
-	$(MOTIONCLR) eval retrieval --run $(RUN) --device $(DEVICE) data.root=$(DATA_ROOT) \
-	    data.cache=$(CACHE) $(ARGS)
+	$(MOTIONCLR) eval retrieval $(EVAL_COMMON) $(ARGS)
+
+eval-linear: setup
+	$(MOTIONCLR) eval linear $(EVAL_COMMON) $(ARGS)
+
+eval-knn: setup
+	$(MOTIONCLR) eval knn $(EVAL_COMMON) $(ARGS)
+
+finetune: setup
+	$(MOTIONCLR) eval finetune $(EVAL_COMMON) $(ARGS)
+
+retrieval-figure: setup
+	$(MOTIONCLR) eval retrieval-figure $(EVAL_COMMON) $(ARGS)
+
+report: setup
+	$(MOTIONCLR) eval report --run $(RUN)
 
 bench: setup
 	$(MOTIONCLR) bench flow --device $(DEVICE) $(ARGS)

@@ -44,10 +44,25 @@ def cmd_pretrain(args):
     print(pretrain(_config(args)))
 
 
+EVAL_PROTOCOLS = {
+    "retrieval": "motionclr.eval.retrieval:run_retrieval",
+    "linear": "motionclr.eval.linear:run_linear",
+    "finetune": "motionclr.eval.finetune:run_finetune",
+    "knn": "motionclr.eval.knn:run_knn",
+    "retrieval-figure": "motionclr.eval.retrieval_protocols:retrieval_figure",
+    "report": "motionclr.eval.report:build_report",
+}
+
+
 def cmd_eval(args):
-    from motionclr.eval.retrieval import run_retrieval
-    if args.protocol == "retrieval":
-        run_retrieval(args.run, args.overrides, device=args.device)
+    module, fn = EVAL_PROTOCOLS[args.protocol].split(":")
+    run_fn = getattr(importlib.import_module(module), fn)
+    if args.protocol == "report":
+        print(run_fn(args.run))
+        return
+    out = run_fn(args.run, args.overrides, device=args.device)
+    if args.protocol == "retrieval-figure":
+        print(out)
 
 
 def cmd_verify(args):
@@ -90,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="skip the checksums")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("eval", help="evaluate a run")
-    s.add_argument("protocol", choices=["retrieval"])
+    s.add_argument("protocol", choices=list(EVAL_PROTOCOLS))
     s.add_argument("--run", required=True, help="run directory with checkpoint.pt")
     s.add_argument("--device", default="cpu")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.num_clips=5")

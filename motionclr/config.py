@@ -105,6 +105,9 @@ class EvalCfg:
     batch_size: int = 16
     query: str = "test"            # subset whose videos query (K400/SSv2: val)
     gallery: str = "train"         # subset searched
+    linear: dict = field(default_factory=dict)    # probe knobs: motionclr.eval.linear.DEFAULTS
+    finetune: dict = field(default_factory=dict)  # motionclr.eval.finetune.DEFAULTS / RECIPES
+    knn: dict = field(default_factory=dict)       # motionclr.eval.knn.DEFAULTS
 
 
 @dataclass

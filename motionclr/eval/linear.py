@@ -109,7 +109,12 @@ def topk_accuracy(scores, labels, ks=(1, 5)) -> dict[int, float]:
 def select_hparams(kind: str, train_x, train_y, num_classes: int, knobs: dict):
     """Best grid point by held-out top-1 on a stratified part of the TRAIN split.
 
-    Returns (hparams, {str(hparams): held-out top-1}); ties go to the earlier grid point.
+    Args:
+        kind: a key of ``GRIDS``. train_x: (N, D) float; train_y: (N,) long; the only data
+            this function sees, so no test video can influence the choice.
+        num_classes: C. knobs: ``DEFAULTS`` merged with the caller's.
+    Returns:
+        (hparams, {json(hparams): held-out top-1}); ties go to the earlier grid point.
     """
     fit_i, val_i = stratified_holdout(train_y.numpy(), knobs["holdout"], knobs["seed"])
     scores = {}
@@ -121,8 +126,15 @@ def select_hparams(kind: str, train_x, train_y, num_classes: int, knobs: dict):
 
 
 def probe(train: dict, test: dict, num_classes: int, knobs: dict | None = None) -> dict:
-    """Select on train, refit on all of train, score test; per classifier
-    {"top1", "top5", "hparams", "val_top1", "confusion" (C, C) rows=true}."""
+    """Select on train, refit on all of train, score test once.
+
+    Args:
+        train, test: {"feats": (N, D), "labels": (N,) ints in [0, C)}.
+        num_classes: C. knobs: overrides of ``DEFAULTS``.
+    Returns:
+        {classifier: {"top1", "top5", "hparams", "val_top1", "confusion" (C, C) int,
+        rows = true class}}.
+    """
     k = {**DEFAULTS, **(knobs or {})}
 
     def prep(d):

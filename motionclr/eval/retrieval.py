@@ -20,17 +20,10 @@ def recall_at_k(query_feats, query_labels, gallery_feats, gallery_labels,
     Returns:
         {k: fraction of queries with a same-class video among the top k}.
     """
-    q = np.asarray(query_feats, np.float64)
-    g = np.asarray(gallery_feats, np.float64)
-    if center:
-        q = q - q.mean(axis=0, keepdims=True)
-        g = g - g.mean(axis=0, keepdims=True)
-    q /= np.linalg.norm(q, axis=1, keepdims=True).clip(min=1e-12)
-    g /= np.linalg.norm(g, axis=1, keepdims=True).clip(min=1e-12)
-    sim = q @ g.T                                                # (Q, G)
-    order = np.argsort(-sim, axis=1, kind="stable")
+    from motionclr.eval.retrieval_protocols import neighbours
+    order, _ = neighbours(query_feats, gallery_feats, k=max(ks), center=center)  # (Q, k)
     hits = np.asarray(gallery_labels)[order] == np.asarray(query_labels)[:, None]
-    return {int(k): float(hits[:, :min(k, g.shape[0])].any(axis=1).mean()) for k in ks}
+    return {int(k): float(hits[:, :k].any(axis=1).mean()) for k in ks}
 
 
 def format_table(recalls: dict, title: str = "") -> str:
