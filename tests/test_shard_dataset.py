@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from motionclr.datasets.samplers import RandomClip, UniformClips
-from motionclr.datasets.shard_dataset import ShardClipDataset
+from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.pipeline.shards import read_video
 
 
@@ -15,22 +15,26 @@ def test_sample_is_uint8_dict_aligned_with_stored_arrays(tiny_stage):
     ds = ShardClipDataset(stage, "train", sampler=RandomClip(4, 2, num_clips=2), train=True)
     s = ds[3]
     assert set(s) >= {"rgb", "flow", "label", "video_id", "starts"}
-    assert s["rgb"].dtype == np.uint8 and s["rgb"].shape == (2, 3, 4, 32, 42)
-    assert s["flow"].shape == (2, 2, 4, 32, 42)
+    # Stored layout (V, T, H, W, C): no transpose in the worker.
+    assert s["rgb"].dtype == np.uint8 and s["rgb"].shape == (2, 4, 32, 42, 3)
+    assert s["flow"].shape == (2, 4, 32, 42, 2)
     rgb, flow, _ = read_video(stage, s["video_id"])
-    start = int(s["starts"][0])
-    idx = start + 2 * np.arange(4)
-    # Flow index i is frame i -> i+1: the clip's flow uses the same indices as its frames.
-    assert np.array_equal(s["rgb"][0], rgb[idx].transpose(3, 0, 1, 2))
-    assert np.array_equal(s["flow"][0], flow[np.minimum(idx, len(flow) - 1)].transpose(3, 0, 1, 2))
+    for v in range(2):
+        idx = int(s["starts"][v]) + 2 * np.arange(4)
+        # Flow index i is frame i -> i+1: the clip's flow uses the same indices as its frames.
+        assert np.array_equal(s["rgb"][v], rgb[idx])
+        assert np.array_equal(s["flow"][v], flow[np.minimum(idx, len(flow) - 1)])
     assert 0 <= s["label"] < 8
+    moved = batch_to_device({k: torch.as_tensor(s[k])[None] for k in ("rgb", "flow")}, "cpu")
+    assert moved["rgb"].shape == (1, 2, 3, 4, 32, 42)
+    assert torch.equal(moved["flow"][0, 1, :, 2], torch.as_tensor(s["flow"][1, 2]).permute(2, 0, 1))
 
 
 def test_deterministic_per_seed_epoch_index(tiny_stage):
     _, stage = tiny_stage
     ds = ShardClipDataset(stage, "train", sampler=RandomClip(4, 1, 2), window=24, seed=5)
     a, b = ds[1], ds[1]
-    assert np.array_equal(a["rgb"], b["rgb"]) and a["rgb"].shape[-2:] == (24, 24)
+    assert np.array_equal(a["rgb"], b["rgb"]) and a["rgb"].shape[2:4] == (24, 24)
     ds.set_epoch(1)
     assert not np.array_equal(ds[1]["starts"], a["starts"]) or \
         not np.array_equal(ds[1]["rgb"], a["rgb"])

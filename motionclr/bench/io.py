@@ -4,13 +4,11 @@ On the same videos and the same random clip workload (16 frames of RGB + flow at
 configured stride), this times:
 
 * ``shards``: our HDF5 shard reader (``ShardClipDataset``, raw uint8, the project's
-  default shard settings), in one process and through a ``DataLoader`` with workers,
-  with a warm page cache and after dropping it (``echo 3 > /proc/sys/vm/drop_caches``,
-  root only; cold numbers are skipped where that is not permitted);
-* ``shards-fast``: the same shard files through ``FrameReader`` (defined here, proposed
-  as ``ShardClipDataset``'s read path): chunk offsets looked up once, ``preadv`` of exactly
-  the clip's frames, page-cache hints for a whole batch, samples left channel-last
-  (``shards-fast-cthw``: the same plus the worker-side transpose the dataset does now);
+  default shard settings: ``FrameReader`` looks chunk offsets up once, ``preadv``s exactly
+  the clip's frames, hints a whole batch's bytes to the kernel first, samples stay
+  channel-last), in one process and through a ``DataLoader`` with workers, with a warm page
+  cache and after dropping it (``echo 3 > /proc/sys/vm/drop_caches``, root only; cold
+  numbers are skipped where that is not permitted);
 * ``compact-zstd`` / ``compact-lz4``: JPEG-coded RGB + Blosc-compressed flow in HDF5
   (``motionclr.pipeline.compact``), the setting for datasets too big for raw shards;
 * ``jpeg-folders``: one JPEG per frame and per flow component, as mmaction2 and CoCLR
@@ -208,7 +206,6 @@ def disk_sizes(work: Path, meta: dict) -> dict:
                 rgb_b += g["rgb"].id.get_storage_size()
                 flow_b += g["flow"].id.get_storage_size()
     out["shards"] = (rgb_b / n_rgb, flow_b / n_flow, _file_bytes(shard_files))
-    out["shards-fast"] = out["shards-fast-cthw"] = out["shards"]
     for codec in ("zstd", "lz4"):
         path = work / f"compact-{codec}.h5"
         rgb_b = flow_b = 0
@@ -262,168 +259,26 @@ class ShardWorkload:
     def __len__(self):
         return len(self.items)
 
-    def __getitem__(self, j):
+    def _plan(self, j):
         epoch, i, _ = self.items[j]
         self.ds.epoch = epoch  # what set_epoch does; per worker copy
-        s = self.ds[i]
-        return {"rgb": s["rgb"], "flow": s["flow"]}
-
-    def disk_bytes(self, j: int, chunk: int) -> int:
-        """Bytes of the HDF5 chunks item j touches (what must come off the disk)."""
-        _, i, idx = self.items[j]
-        v = self.ds.videos[i]
-        hw = v["height"] * v["width"]
-        fidx = np.minimum(idx, v["n_frames"] - 2)
-        n_rgb = int(idx.max()) // chunk - int(idx.min()) // chunk + 1
-        n_flow = int(fidx.max()) // chunk - int(fidx.min()) // chunk + 1
-        return chunk * hw * (3 * n_rgb + 2 * n_flow)
-
-
-class FrameReader:
-    """Frames of uncompressed HDF5 datasets read with ``os.preadv`` straight into the output.
-
-    h5py stays for metadata only: per dataset the byte offset of every chunk is looked up
-    once (``get_chunk_info_by_coord``; contiguous layout: ``get_offset``), then frame t of a
-    chunk of c frames is the byte range ``chunk_offset[t // c] + (t % c) * frame_bytes``.
-    Runs of adjacent frames (stride 1) become one read. A strided clip reads only its own
-    frames (16 of the 31 it spans), with one copy (page cache -> output) and no HDF5
-    hyperslab machinery, chunk cache or gather copy. Compressed datasets fall back to a
-    contiguous h5py range read. The file descriptor is opened lazily per process.
-    Proposed as ``ShardClipDataset.read_clip``'s fast path (see docs/benchmarks.md).
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._fd, self._pid, self._tables = None, None, {}
-
-    def __getstate__(self):
-        return {"path": self.path, "_fd": None, "_pid": None, "_tables": {}}
-
-    def table(self, key, ds: h5py.Dataset):
-        """(frames per chunk, chunk byte offsets, frame shape, dtype) or None (compressed)."""
-        shape = ds.shape[1:]
-        if ds.id.get_create_plist().get_nfilters() > 0:
-            return None
-        if ds.chunks is None:
-            off = ds.id.get_offset()
-            return None if off is None else (ds.shape[0], np.array([off], np.int64), shape,
-                                             ds.dtype)
-        if ds.chunks[1:] != shape:
-            return None  # chunks split a frame: offsets are not per frame
-        c, zero = ds.chunks[0], (0,) * (ds.ndim - 1)
-        offs = [ds.id.get_chunk_info_by_coord((k * c,) + zero).byte_offset
-                for k in range(-(-ds.shape[0] // c))]
-        return c, np.array(offs, np.int64), shape, ds.dtype
-
-    def _plan(self, key, idx: np.ndarray, get_ds):
-        """(table, frame byte positions, frame bytes) of ``idx``; table None = compressed."""
-        if self._pid != os.getpid():
-            self._fd, self._pid, self._tables = os.open(self.path, os.O_RDONLY), os.getpid(), {}
-        if key not in self._tables:
-            self._tables[key] = self.table(key, get_ds())
-        tab = self._tables[key]
-        if tab is None:
-            return None, None, 0
-        c, offs, shape, dtype = tab
-        fb = int(np.prod(shape)) * dtype.itemsize
-        return tab, offs[idx // c] + (idx % c) * fb, fb
+        return self.ds.plan(i)
 
     @staticmethod
-    def _runs(pos: np.ndarray, fb: int):
-        """(first, end) index pairs of runs of frames adjacent in the file."""
-        breaks = np.flatnonzero(np.diff(pos) != fb) + 1
-        return zip(np.r_[0, breaks], np.r_[breaks, len(pos)])
-
-    def advise(self, key, idx, get_ds) -> None:
-        """Ask the kernel to start reading ``idx``'s bytes now (``POSIX_FADV_WILLNEED``).
-
-        Hinting a whole batch of clips before reading any keeps many requests in flight:
-        cold random clips then read at close to the disk's sequential rate instead of one
-        request's latency at a time. Costs ~10 % when everything is cached already.
-        """
-        if not hasattr(os, "posix_fadvise"):
-            return
-        tab, pos, fb = self._plan(key, np.asarray(idx, np.int64), get_ds)
-        if tab is not None:
-            for a, b in self._runs(pos, fb):
-                os.posix_fadvise(self._fd, int(pos[a]), int((b - a) * fb),
-                                 os.POSIX_FADV_WILLNEED)
-
-    def read(self, key, idx: np.ndarray, get_ds, out: np.ndarray | None = None) -> np.ndarray:
-        """Frames ``idx`` -> ``(len(idx), *frame_shape)``, into ``out`` when given.
-
-        ``key`` names the dataset (its offsets are cached under it); ``get_ds()`` returns the
-        h5py dataset and is only called the first time, or on every read when compressed.
-        ``out`` (C-contiguous, e.g. ``clips[v]`` of a ``(V, T, H, W, C)`` array) saves the
-        copy of stacking several clips.
-        """
-        idx = np.asarray(idx, np.int64)
-        tab, pos, fb = self._plan(key, idx, get_ds)
-        if tab is None:
-            ds = get_ds()
-            lo, hi = int(idx.min()), int(idx.max())
-            frames = ds[lo:hi + 1][idx - lo]
-            if out is None:
-                return frames
-            out[...] = frames
-            return out
-        if out is None:
-            out = np.empty((len(idx),) + tab[2], tab[3])
-        elif not out.flags.c_contiguous or out.shape != (len(idx),) + tab[2]:
-            raise ValueError(f"out must be C-contiguous {(len(idx),) + tab[2]}")
-        for a, b in self._runs(pos, fb):
-            if os.preadv(self._fd, [out[a:b]], int(pos[a])) != (b - a) * fb:
-                raise OSError(f"short read from {self.path}")
-        return out
-
-
-class FastShardWorkload:
-    """The same clips from the same shards through ``FrameReader``; samples stay in the
-    stored layout ``(1, T, H, W, C)`` (the device permutes: ``GPUAugment(layout="thwc")``)."""
-
-    def __init__(self, stage_dir: Path, videos, items, channels_first: bool = False):
-        self.stage_dir, self.videos, self.items = Path(stage_dir), videos, items
-        self.channels_first = channels_first  # transpose in the worker, as the dataset does
-        self._h5, self._readers, self._pid = {}, {}, None
-
-    def __getstate__(self):
-        return {**self.__dict__, "_h5": {}, "_readers": {}, "_pid": None}
-
-    def __len__(self):
-        return len(self.items)
-
-    def _shard(self, name):
-        if self._pid != os.getpid():
-            self._h5, self._readers, self._pid = {}, {}, os.getpid()
-        if name not in self._h5:
-            self._h5[name] = h5py.File(self.stage_dir / name, "r")
-            self._readers[name] = FrameReader(self.stage_dir / name)
-        return self._h5[name], self._readers[name]
-
-    def _requests(self, j):
-        _, i, idx = self.items[j]
-        v = self.videos[i]
-        f, reader = self._shard(v["shard"])
-        vid = v["video_id"]
-        return reader, [((vid, "rgb"), idx, lambda: f["videos"][vid]["rgb"]),
-                        ((vid, "flow"), np.minimum(idx, v["n_frames"] - 2),
-                         lambda: f["videos"][vid]["flow"])]
+    def _sample(s):
+        return {"rgb": s["rgb"], "flow": s["flow"]}
 
     def __getitem__(self, j):
-        reader, reqs = self._requests(j)
-        rgb, flow = (reader.read(*r) for r in reqs)
-        if self.channels_first:
-            rgb = np.ascontiguousarray(rgb.transpose(3, 0, 1, 2))
-            flow = np.ascontiguousarray(flow.transpose(3, 0, 1, 2))
-        return {"rgb": rgb[None], "flow": flow[None]}
+        return self._sample(self.ds.read(self._plan(j)))
 
     def __getitems__(self, js):
-        """A batch: hint every clip's bytes first, then read (used by DataLoader)."""
-        for j in js:
-            reader, reqs = self._requests(j)
-            for r in reqs:
-                reader.advise(*r)
-        return [self[j] for j in js]
+        """A batch as the dataset serves one: hints for every clip first, then the reads."""
+        plans = [self._plan(j) for j in js]
+        for p in plans:
+            for reqs in p["reqs"].values():
+                for r in reqs:
+                    p["reader"].advise(*r)
+        return [self._sample(self.ds.read(p)) for p in plans]
 
 
 class _LazyH5:
@@ -623,9 +478,7 @@ def _fmt(x, nd=0):
 
 
 ROWS = {  # result key -> table label
-    "shards": "**shards**, `ShardClipDataset` as it is (raw uint8)",
-    "shards-fast": "**shards**, `FrameReader`, samples (T,H,W,C) (proposed read path)",
-    "shards-fast-cthw": "shards, `FrameReader` + (C,T,H,W) transpose in the worker",
+    "shards": "**shards**, `ShardClipDataset` (raw uint8, default)",
     "compact-zstd": "compact-zstd (JPEG RGB, blosc-zstd flow)",
     "compact-lz4": "compact-lz4 (JPEG RGB, blosc-lz4hc flow)",
     "jpeg-folders": "JPEG folders (mmaction2/CoCLR layout)",
@@ -697,10 +550,9 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
     sh = res.get("shards", {})
     lines += [
         "",
-        "Cold reads against the raw read: `ShardClipDataset` reads whole 8-frame chunks "
-        f"through HDF5, {_fmt(sh.get('1p_cold_disk_mbs'))} MB/s of chunk bytes for "
-        f"{_fmt(sh.get('1p_cold_mbs'))} MB/s of clip bytes; `FrameReader` reads only the "
-        "clip's frames, so its clip MB/s is its disk MB/s. The raw cold read varied between "
+        "Cold reads against the raw read: `ShardClipDataset` reads only the clip's frames, "
+        f"so its clip MB/s ({_fmt(sh.get('1p_cold_mbs'))}) is its disk MB/s. The raw cold "
+        "read varied between "
         f"runs ({', '.join(str(r) for r in raw.get('cold_runs', []))} MB/s; the virtual "
         "disk's host appears to cache it), so cold ratios compare best with best.",
         "",
@@ -712,14 +564,12 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         "",
         "Notes:",
         "",
-        "- Where `ShardClipDataset` spends its time: per clip and modality it reads the whole "
-        "span (31 frames for stride 2) through HDF5's hyperslab path, gathers the 16 frames "
-        "(a copy) and transposes them to (C,T,H,W) (a strided copy; numpy moves a "
-        "channel-last uint8 axis slowly). `FrameReader` (in `motionclr/bench/io.py`) looks up "
-        "each video's chunk offsets once, then `preadv`s exactly the clip's frames into the "
-        "output. Leaving samples channel-last and permuting on the device "
-        "(`GPUAugment(layout=\"thwc\")`) removes the transpose: compare the two `FrameReader` "
-        "rows.",
+        "- The read path: `FrameReader` (`motionclr/datasets/frame_reader.py`) looks up each "
+        "video's chunk offsets once, then `preadv`s exactly the clip's frames into the "
+        "output; h5py's hyperslab path (read the 31-frame span of a stride-2 clip, gather 16) "
+        "measured 3-4x slower here, and a worker-side transpose to (C,T,H,W) halved the "
+        "rate again, so samples stay channel-last and `batch_to_device` permutes them on "
+        "the device.",
         "- Cold reads: `FrameReader.advise` (`POSIX_FADV_WILLNEED`) is called for every clip of "
         "a batch before any is read (`__getitems__`, which `DataLoader` uses), so the disk "
         "has several requests in flight instead of one clip's latency at a time.",
@@ -731,8 +581,7 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         "while the folders' flow JPEGs are lossy.",
     ]
     lines += ["", "Allocated on disk in total: " + ", ".join(
-        f"{k} {s[2][1] / 2**20:.0f} MiB" for k, s in sizes.items()
-        if not k.startswith("shards-fast")) + " (a JPEG folder wastes part of a 4 KiB "
+        f"{k} {s[2][1] / 2**20:.0f} MiB" for k, s in sizes.items()) + " (a JPEG folder wastes part of a 4 KiB "
         "block per file).", ""]
     return "\n".join(lines)
 
@@ -750,7 +599,7 @@ def targets(res: dict, sizes: dict) -> list[str]:
         return a / b if a and b else None
     jp, ff, raw = res.get("jpeg-folders", {}), res.get("ffmpeg", {}), res.get("raw", {})
     out = []
-    for key, label in (("shards", "ShardClipDataset"), ("shards-fast", "FrameReader")):
+    for key, label in (("shards", "ShardClipDataset"),):
         sh = res.get(key, {})
         out += [line(f"{label} vs ffmpeg on the fly, 1p warm",
                      div(sh.get("1p_warm"), ff.get("1p_warm")), 50),
@@ -835,8 +684,6 @@ def main(argv: list[str] | None = None) -> int:
     shard_files = sorted((work / "shards").glob("shard-*.h5"))
     readers = {
         "shards": ShardWorkload(work / "shards", items, args.clip_len, args.stride, args.seed),
-        "shards-fast": FastShardWorkload(work / "shards", videos, items),
-        "shards-fast-cthw": FastShardWorkload(work / "shards", videos, items, True),
         "compact-zstd": CompactWorkload(work / "compact-zstd.h5", videos, items),
         "compact-lz4": CompactWorkload(work / "compact-lz4.h5", videos, items),
         "jpeg-folders": JpegWorkload(work / "jpeg", videos, items),
@@ -847,16 +694,10 @@ def main(argv: list[str] | None = None) -> int:
     _, i0, idx0 = items[0]
     with h5py.File(work / "shards" / videos[i0]["shard"], "r") as f:
         want = f["videos"][videos[i0]["video_id"]]["rgb"][int(idx0[0]):int(idx0[-1]) + 1]
-    assert np.array_equal(s0["rgb"][0].transpose(1, 2, 3, 0), want[idx0 - idx0[0]])
-    for j in (0, len(items) - 1):  # the fast path returns the dataset's clips, channel-last
-        a, b = readers["shards"][j], readers["shards-fast"][j]
-        assert all(np.array_equal(a[k][0], b[k][0].transpose(3, 0, 1, 2)) for k in a)
+    assert np.array_equal(s0["rgb"][0], want[idx0 - idx0[0]])
 
     res: dict = {"cold_n": min(len(videos), len(items))}
-    v0 = videos[0]
-    clip_bytes = args.clip_len * v0["height"] * v0["width"] * 5  # uint8 RGB + flow
-    files = {"shards": shard_files, "shards-fast": shard_files,
-             "shards-fast-cthw": shard_files,
+    files = {"shards": shard_files,
              "compact-zstd": [work / "compact-zstd.h5"],
              "compact-lz4": [work / "compact-lz4.h5"],
              "jpeg-folders": sorted((work / "jpeg").rglob("*.jpg")),
@@ -891,10 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         if res["cold_ok"]:
             r["1p_cold"], r["1p_cold_mbs"], k = best(cold(
                 lambda: time_single(ds, res["cold_n"], float("inf"))))
-            if name == "shards":  # whole chunks pass through HDF5
-                disk = sum(ds.disk_bytes(j, params.chunk_frames) for j in range(k))
-                r["1p_cold_disk_mbs"] = r["1p_cold_mbs"] * disk / (k * clip_bytes)
-            elif name.startswith("shards-fast"):  # reads exactly the clip's frames
+            if name == "shards":  # reads exactly the clip's frames
                 r["1p_cold_disk_mbs"] = r["1p_cold_mbs"]
         raw_read(files[name])  # warm this setting's files
         r["1p_warm"], r["1p_warm_mbs"], k = best(

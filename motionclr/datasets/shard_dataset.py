@@ -1,13 +1,16 @@
 """Map-style dataset of clips read from the flow stage's HDF5 shards.
 
-Samples are dicts of uint8 arrays, ``rgb (V, 3, T, S, S)`` and ``flow (V, 2, T, S, S)`` for
-V clips (views) per video, plus ``label``, ``video_id``, ``index`` and ``starts``. They stay
-uint8 through the DataLoader (4x fewer bytes through shared memory than float); conversion
-and augmentation run batched on the training device (``motionclr.datasets.transforms``).
+Samples are dicts of uint8 arrays in the stored, channel-last layout: ``rgb (V, T, H, W, 3)``
+and ``flow (V, T, H, W, 2)`` for V clips (views) per video, plus ``label``, ``video_id``,
+``index`` and ``starts``. They stay uint8 through the DataLoader (4x fewer bytes through
+shared memory than float) and channel-last (a numpy transpose in the worker costs more
+than the read itself); ``batch_to_device`` moves a batch and permutes it to
+``(B, V, C, T, H, W)``, and augmentation runs batched on the device.
 
-HDF5 handles are opened lazily in each worker (h5py handles must not cross a fork), and a
-clip is read as one contiguous time range then subsampled in numpy: h5py's strided slicing
-on chunked data is ~200x slower.
+Frames are read with ``FrameReader`` (``preadv`` of exactly the clip's frames; h5py only
+for metadata), handles are opened lazily in each worker (they must not cross a fork), and
+a batch fetched through ``__getitems__`` asks the kernel for every clip's bytes before
+reading any, so cold reads keep many requests in flight.
 """
 from __future__ import annotations
 
@@ -16,10 +19,26 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
+from motionclr.datasets.frame_reader import FrameReader
 from motionclr.datasets.samplers import RandomClip
 from motionclr.pipeline.shards import load_manifest
+
+CHANNEL_LAST = ("rgb", "flow")
+
+
+def batch_to_device(batch: dict, device) -> dict:
+    """Move a collated batch to ``device``; ``rgb``/``flow`` become ``(B, V, C, T, H, W)``."""
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            v = v.to(device, non_blocking=True)
+            if k in CHANNEL_LAST:  # (B, V, T, H, W, C) -> (B, V, C, T, H, W), on the device
+                v = v.permute(0, 1, 5, 2, 3, 4)
+        out[k] = v
+    return out
 
 
 def select_videos(manifest: dict, subset: str | None, split: int = 1) -> list[dict]:
@@ -42,14 +61,16 @@ class ShardClipDataset(Dataset):
         subset: "train", "test", ... of ``split``; None for every video.
         sampler: maps ``n_frames`` to a list of clips (``motionclr.datasets.samplers``).
         window: square spatial window S cut in the worker (random position when
-            ``train``, centred otherwise); 0 keeps full frames (all videos must match).
+            ``train``, centred otherwise); 0 keeps full frames (the fast path). None
+            (default): full frames when every video has the same size, else a window of
+            the smallest short side, so that clips of different videos can be batched.
         modalities: which of "rgb", "flow" to read.
         index: optional ``video_id -> dict`` of per-video motion-index arrays for samplers.
         seed: clips of (seed, epoch, index) are deterministic, so a resumed run replays.
     """
 
     def __init__(self, stage_dir, subset: str | None = "train", split: int = 1,
-                 sampler=None, window: int = 0, train: bool = True,
+                 sampler=None, window: int | None = None, train: bool = True,
                  modalities=("rgb", "flow"), index: dict | None = None, seed: int = 0):
         self.stage_dir = Path(stage_dir)
         manifest = load_manifest(self.stage_dir)
@@ -57,11 +78,18 @@ class ShardClipDataset(Dataset):
         self.classes = manifest["classes"]
         self.bound = float(manifest["bound"])
         self.sampler = sampler or RandomClip()
+        if window is None:
+            window = 0 if self.uniform_size(self.videos) else \
+                min(min(v["height"], v["width"]) for v in self.videos)
         self.window, self.train = window, train
         self.modalities = tuple(modalities)
         self.index, self.seed, self.epoch = index, seed, 0
-        self._files: dict[str, h5py.File] = {}
+        self._files: dict[str, tuple[h5py.File, FrameReader]] = {}
         self._pid = None
+
+    @staticmethod
+    def uniform_size(videos: list[dict]) -> bool:
+        return len({(v["height"], v["width"]) for v in videos}) <= 1
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -69,13 +97,13 @@ class ShardClipDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _group(self, v: dict):
+    def _shard(self, name: str) -> tuple[h5py.File, FrameReader]:
         if self._pid != os.getpid():  # first use in this process (or after a fork)
             self._files, self._pid = {}, os.getpid()
-        f = self._files.get(v["shard"])
-        if f is None:
-            f = self._files[v["shard"]] = h5py.File(self.stage_dir / v["shard"], "r")
-        return f["videos"][v["video_id"]]
+        if name not in self._files:
+            self._files[name] = (h5py.File(self.stage_dir / name, "r"),
+                                 FrameReader(self.stage_dir / name))
+        return self._files[name]
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -93,33 +121,50 @@ class ShardClipDataset(Dataset):
             y, x = (h - s_h) // 2, (w - s_w) // 2
         return slice(y, y + s_h), slice(x, x + s_w)
 
-    @staticmethod
-    def read_clip(ds, idx: np.ndarray, ys: slice, xs: slice) -> np.ndarray:
-        """Frames ``idx`` of ``ds`` in one contiguous read, subsampled in numpy."""
-        lo, hi = int(idx.min()), int(idx.max())
-        return ds[lo:hi + 1, ys, xs][idx - lo]
-
-    def __getitem__(self, i: int) -> dict:
+    def plan(self, i: int) -> dict:
+        """What item ``i`` reads (clips, window, requests), drawn for (seed, epoch, i)."""
         v = self.videos[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         info = self.index.get(v["video_id"]) if self.index else None
         clips = self.sampler(v["n_frames"], rng if self.train else None, info)
-        g = self._group(v)
-        out = {"label": v["label"], "video_id": v["video_id"], "index": i,
+        f, reader = self._shard(v["shard"])
+        vid = v["video_id"]
+        reqs = {}
+        for m in self.modalities:
+            idx = [np.minimum(c, v["n_frames"] - 2) if m == "flow" else c for c in clips]
+            reqs[m] = [((vid, m), np.asarray(ix, np.int64),
+                        lambda m=m: f["videos"][vid][m]) for ix in idx]
+        return {"i": i, "video": v, "clips": clips, "info": info, "reader": reader,
+                "reqs": reqs, "window": self._window(v["height"], v["width"], rng)}
+
+    def read(self, p: dict) -> dict:
+        v, clips, (ys, xs) = p["video"], p["clips"], p["window"]
+        out = {"label": v["label"], "video_id": v["video_id"], "index": p["i"],
                "starts": np.array([int(c[0]) for c in clips])}
-        ys, xs = self._window(v["height"], v["width"], rng)
-        if "rgb" in self.modalities:
-            # (V, T, H, W, 3) -> (V, 3, T, H, W)
-            rgb = np.stack([self.read_clip(g["rgb"], c, ys, xs) for c in clips])
-            out["rgb"] = np.ascontiguousarray(rgb.transpose(0, 4, 1, 2, 3))
-        if info is not None and "mcl_map" in info:
+        if p["info"] is not None and "mcl_map" in p["info"]:
             # Coarse motion map of each clip (MCL's tubelet crop); whole-frame coordinates.
             from motionclr.pipeline.motion_index import clip_motion_map
-            out["motion_map"] = np.stack([clip_motion_map(info["mcl_map"], c)
+            out["motion_map"] = np.stack([clip_motion_map(p["info"]["mcl_map"], c)
                                           for c in clips]).astype(np.float32)
-        if "flow" in self.modalities:
-            n_flow = v["n_frames"] - 1
-            flow = np.stack([self.read_clip(g["flow"], np.minimum(c, n_flow - 1), ys, xs)
-                             for c in clips])
-            out["flow"] = np.ascontiguousarray(flow.transpose(0, 4, 1, 2, 3))
+        for m, reqs in p["reqs"].items():
+            channels = 3 if m == "rgb" else 2
+            full = np.empty((len(clips), len(clips[0]), v["height"], v["width"], channels),
+                            np.uint8)
+            for k, r in enumerate(reqs):
+                p["reader"].read(*r, out=full[k])
+            # A window is one strided copy; full frames need none.
+            out[m] = full if ys == slice(None) and xs == slice(None) else \
+                np.ascontiguousarray(full[:, :, ys, xs])
         return out
+
+    def __getitem__(self, i: int) -> dict:
+        return self.read(self.plan(i))
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A batch (DataLoader calls this): hint every clip's bytes, then read them."""
+        plans = [self.plan(i) for i in indices]
+        for p in plans:
+            for reqs in p["reqs"].values():
+                for r in reqs:
+                    p["reader"].advise(*r)
+        return [self.read(p) for p in plans]

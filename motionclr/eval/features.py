@@ -1,7 +1,6 @@
 """Clip features for evaluation, extracted once per (checkpoint, stage, split, protocol).
 
-A video's feature is the mean over ``num_clips`` uniformly spaced clips (centre window,
-centre crop; no random augmentation at test time) of the backbone's pooled output.
+A video's feature is the mean over ``num_clips`` uniformly spaced clips (centre crop; no random augmentation at test time) of the backbone's pooled output.
 Every video of the subset is included: no batch is dropped.
 """
 from __future__ import annotations
@@ -13,13 +12,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from motionclr.datasets.samplers import UniformClips
-from motionclr.datasets.shard_dataset import ShardClipDataset
+from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.pipeline.cache import stable_hash
 
 
 def protocol(cfg) -> dict:
     return {"num_clips": cfg.eval.num_clips, "clip_len": cfg.clip.clip_len,
-            "stride": cfg.clip.stride, "crop": cfg.clip.crop, "window": cfg.decode.short_side,
+            "stride": cfg.clip.stride, "crop": cfg.clip.crop, "window": "full frame (centre crop)",
             "split": cfg.data.split, "layer": "backbone_pool", "test_augmentation": "none"}
 
 
@@ -30,13 +29,13 @@ def extract(model, stage_dir, subset: str, cfg, device="cpu", progress: bool = T
     c = cfg.clip
     ds = ShardClipDataset(stage_dir, subset, cfg.data.split, train=False,
                           sampler=UniformClips(c.clip_len, c.stride, cfg.eval.num_clips),
-                          window=cfg.decode.short_side, modalities=("rgb",))
+                          modalities=("rgb",))
     loader = DataLoader(ds, batch_size=cfg.eval.batch_size, shuffle=False, drop_last=False,
                         num_workers=cfg.train.num_workers)
     feats, labels, ids = [], [], []
     model.eval()
     for batch in tqdm(loader, desc=f"features {subset}", disable=not progress, leave=False):
-        rgb = batch["rgb"].to(device)                   # (B, V, 3, T, H, W) uint8
+        rgb = batch_to_device(batch, device)["rgb"]     # (B, V, 3, T, H, W) uint8
         b, v = rgb.shape[:2]
         x = model.eval_augment({"rgb": rgb.flatten(0, 1)})["rgb"]
         f = model.embed(x).float().view(b, v, -1).mean(dim=1)   # (B, D)

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
 from motionclr.datasets.samplers import RandomClip, UniformClips, clip_indices, max_start
+from motionclr.datasets.shard_dataset import batch_to_device
 from motionclr.datasets.transforms import (AugmentCfg, GPUAugment, center_crop_boxes,
                                            crop_resize, normalize, to_float)
 
@@ -126,12 +127,12 @@ def evaluate(net, stage, cfg, preset: str, k: dict, device) -> dict:
     from motionclr.eval.linear import topk_accuracy
     from motionclr.eval.retrieval_protocols import check_labelled, eval_subsets
     c = cfg.clip
-    ds = ShardClipDataset(stage, eval_subsets(cfg)[1], cfg.data.split, window=0, train=False,
+    ds = ShardClipDataset(stage, eval_subsets(cfg)[1], cfg.data.split, train=False,
                           sampler=sampler_for(preset, c.clip_len, c.stride), modalities=("rgb",))
     net.eval()
     scores, labels, n_clips = [], [], []
     for b in DataLoader(ds, batch_size=1, num_workers=cfg.train.num_workers):
-        rgb = b["rgb"][0].to(device)
+        rgb = batch_to_device(b, device)["rgb"][0]
         scores.append(video_scores(net, rgb, PRESETS[preset][1], c.crop, k["aggregate"],
                                    k["crop_frac"]).cpu())
         labels.append(int(b["label"][0]))
@@ -178,7 +179,7 @@ def train_epoch(net, loader, aug, opt, epoch: int, k: dict, device, gen, scaler=
     for i, b in enumerate(loader):
         for g in opt.param_groups:
             g["lr"] = k["lr"] * g["mult"] * lr_factor(epoch * len(loader) + i, total, k)
-        x = aug({"rgb": b["rgb"][:, 0].to(device)}, gen)["rgb"]  # augment in float32
+        x = aug({"rgb": batch_to_device(b, device)["rgb"][:, 0]}, gen)["rgb"]  # fp32 augment
         y = b["label"].to(device)
         with torch.autocast(device.type, enabled=scaler is not None):
             logits = net(x)
@@ -224,7 +225,7 @@ def run_finetune(run: str | Path, overrides: list[str] | None = None, device: st
                 build_backbone(cfg.model.backbone, width=cfg.model.width))
     net = Classifier(backbone, len(load_manifest(stage)["classes"]), k["dropout"]).to(device)
     ds = ShardClipDataset(stage, train, cfg.data.split, sampler=RandomClip(c.clip_len,
-                          c.stride, 1), window=cfg.decode.short_side, train=True,
+                          c.stride, 1), train=True,
                           modalities=("rgb",), seed=k["seed"])
     order = torch.Generator()
     loader = DataLoader(ds, batch_size=min(k["batch_size"], len(ds)), drop_last=True,

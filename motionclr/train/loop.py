@@ -12,13 +12,12 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from motionclr.config import Config, save_config
 from motionclr.datasets.distributed import TrainShardSampler
-from motionclr.datasets.shard_dataset import ShardClipDataset
+from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.pipeline.index_stage import load_index, run_index_stage
 from motionclr.pipeline.stages import find_flow_stage
 from motionclr.train.methods import build_method
@@ -26,11 +25,6 @@ from motionclr.train.schedules import cosine_schedule
 from motionclr.utils import dist_info, seed_everything
 
 LOG_FIELDS = ["epoch", "step", "lr", "momentum", "loss", "seconds"]
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
-            for k, v in batch.items()}
 
 
 def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg: Config,
@@ -50,7 +44,7 @@ def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg
         step = epoch * it_per_epoch + i
         for g in optimizer.param_groups:
             g["lr"] = float(lr_sched[step])
-        batch = to_device(batch, device)
+        batch = batch_to_device(batch, device)
         with torch.autocast(device.type, enabled=scaler is not None):
             loss, logs = model(batch, gen)
         if not torch.isfinite(loss):
@@ -149,8 +143,7 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
         # Cheap next to flow, and cached beside the shards: computed on first use.
         index = load_index(run_index_stage(cfg, stage, progress=progress and rank == 0))
     ds = ShardClipDataset(stage, "train", cfg.data.split, sampler=model.sampler(),
-                          window=cfg.decode.short_side, train=True,
-                          modalities=model.modalities, index=index, seed=cfg.train.seed)
+                          train=True, modalities=model.modalities, index=index, seed=cfg.train.seed)
     per_rank_batch = cfg.train.batch_size // world
     if len(ds) < per_rank_batch * world:
         raise ValueError(f"{len(ds)} training videos < train.batch_size={cfg.train.batch_size}")
