@@ -77,6 +77,7 @@ class MethodCfg:
     queue_size: int = 4096
     momentum: float = 0.99         # key-encoder EMA at the start; cosine-scheduled to 1
     terms: dict = field(default_factory=dict)  # loss-term weights, e.g. {loss_mx: 0.5}
+    mask_same_video: bool = True   # a query's own video in the queue is not a negative
     params: dict = field(default_factory=dict)  # method-specific extras
 
 

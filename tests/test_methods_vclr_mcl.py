@@ -323,3 +323,27 @@ def test_method_terms_weights_compose_and_unknown_names_fail():
     m3 = build_method(load_config(None, base + ["method.terms={loss_typo: 1}"]))
     with pytest.raises(KeyError, match="loss_nce"):
         m3.training_step(batch, torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("name", ["moco", "modist", "vclr"])
+def test_queue_never_uses_the_querys_own_video_as_negative(name):
+    from motionclr.config import load_config
+    from motionclr.train.methods import build_method
+    from tests.conftest import tiny_overrides
+    torch.manual_seed(0)
+    m = build_method(load_config(None, tiny_overrides(".", ".", **{"method.name": name})))
+    g = torch.Generator().manual_seed(0)
+    v = 6 if name == "vclr" else 2
+    batch = {"rgb": torch.randint(0, 255, (4, v, 3, 4, 32, 32), dtype=torch.uint8, generator=g),
+             "flow": torch.randint(0, 255, (4, v, 2, 4, 32, 32), dtype=torch.uint8,
+                                   generator=g),
+             "index": torch.tensor([7, 3, 9, 1])}
+    m(batch, g)                                   # forward(): ids enter the queues
+    ids = m.queue_ids if hasattr(m, "queue_ids") else m.rgb_queue_ids
+    per_video = 3 if name == "vclr" else 1
+    assert sorted(ids[ids >= 0].tolist()) == sorted([7, 3, 9, 1] * per_video)
+    m._batch_ids = torch.tensor([3, 5])
+    mask = m.queue_mask("queue" if hasattr(m, "queue_ids") else "rgb_queue")
+    assert mask.shape == (2, len(ids)) and mask[0].sum() == per_video and mask[1].sum() == 0
+    m._batch_ids = None
+    assert m.queue_mask("queue" if hasattr(m, "queue_ids") else "rgb_queue") is None

@@ -18,6 +18,7 @@ from motionclr.datasets.samplers import RandomClip
 from motionclr.datasets.transforms import AugmentCfg, GPUAugment
 from motionclr.train.backbones import build_backbone
 from motionclr.train.heads import ProjectionMLP, init_momentum_copy, momentum_update
+from motionclr.train.losses import same_video_mask
 
 
 @torch.no_grad()
@@ -49,6 +50,7 @@ class BaseMethod(nn.Module):
         init_momentum_copy(self.projector, self.momentum_projector)
         self.augment = GPUAugment(AugmentCfg.from_config(cfg, train=True))
         self.eval_augment = GPUAugment(AugmentCfg.from_config(cfg, train=False))
+        self._batch_ids = None
 
     # ---- what the data loader must produce -------------------------------------------
     def sampler(self):
@@ -72,16 +74,35 @@ class BaseMethod(nn.Module):
     def make_queue(self, name: str, dim: int, size: int) -> None:
         self.register_buffer(name, F.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer(f"{name}_ptr", torch.zeros((), dtype=torch.long))
+        # Which video each entry came from (-1: random init), to mask a query's own video.
+        self.register_buffer(f"{name}_ids", torch.full((size,), -1, dtype=torch.long))
 
     @torch.no_grad()
     def enqueue(self, name: str, keys: torch.Tensor) -> None:
-        """Write ``keys`` (N, D) from every rank into the circular queue ``name``."""
+        """Write ``keys`` (N·r, D) from every rank into the circular queue ``name``; rows
+        belong to the current batch's videos, r consecutive rows per video."""
         keys = gather_all(keys.detach())
         queue, ptr = getattr(self, name), getattr(self, f"{name}_ptr")
         size = queue.shape[0]
         idx = (ptr + torch.arange(keys.shape[0], device=queue.device)) % size
         queue[idx] = keys.to(queue.dtype)
+        ids = self._batch_ids
+        if ids is not None:
+            ids = gather_all(ids.to(queue.device))
+            getattr(self, f"{name}_ids")[idx] = ids.repeat_interleave(keys.shape[0] // len(ids))
         ptr.copy_((ptr + keys.shape[0]) % size)
+
+    def queue_mask(self, name: str) -> torch.Tensor | None:
+        """(N, K) True where queue ``name`` holds the current query's own video.
+
+        A queue larger than the dataset holds several keys of each video; as negatives they
+        would push a video away from itself (methods.md, practical note 9). Off with
+        ``method.mask_same_video=false``; None outside ``forward`` (no ids known).
+        """
+        if self._batch_ids is None or not self.cfg.method.mask_same_video:
+            return None
+        return same_video_mask(self._batch_ids.to(getattr(self, name).device),
+                               getattr(self, f"{name}_ids"))
 
     # ---- encoders ----------------------------------------------------------------------
     def encode_q(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -123,5 +144,10 @@ class BaseMethod(nn.Module):
         raise NotImplementedError
 
     def forward(self, batch: dict, generator=None):
-        # DDP wraps forward(), so the step goes through it.
-        return self.training_step(batch, generator)
+        # DDP wraps forward(), so the step goes through it; the batch's video ids feed
+        # the queues' same-video masks.
+        self._batch_ids = batch.get("index")
+        try:
+            return self.training_step(batch, generator)
+        finally:
+            self._batch_ids = None

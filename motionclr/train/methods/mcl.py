@@ -181,7 +181,8 @@ class MCL(BaseMethod):
         with fp32(q1["rgb"]), capture(self.sal_module) as maps:
             h = self.backbone(q1["rgb"].float())  # (N, C); the hook records A
             q = F.normalize(self.projector(h), dim=1)
-            terms = {"loss_inter": multi_positive_nce(q, k_inter, self.queue.clone(), tau),
+            terms = {"loss_inter": multi_positive_nce(q, k_inter, self.queue.clone(), tau,
+                                                      queue_mask=self.queue_mask("queue")),
                      "loss_intra": intra_nce(F.normalize(self.fc_intra(h), dim=1),
                                              k_intra[:, 0], k_intra[:, 1:], tau)}
             # order: was the query before the (sorted) other two? others' embeddings are

@@ -25,7 +25,7 @@ class MoCo(BaseMethod):
         q = self.encode_q(v1["rgb"])              # (N, D)
         k = self.encode_k(v2["rgb"])              # (N, D), no grad
         nce, logits = info_nce(q, k, self.queue.clone(), self.cfg.method.temperature,
-                               return_logits=True)
+                               queue_mask=self.queue_mask("queue"), return_logits=True)
         self.enqueue("queue", k)
         loss = self.total({"loss_nce": nce})
         acc = (logits.argmax(dim=1) == 0).float().mean()

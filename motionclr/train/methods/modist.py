@@ -101,7 +101,9 @@ class MoDist(BaseMethod):
         return modist_terms(rgb_q=emb["rgb_q"], rgb_k=emb["rgb_k"], flow_q=emb["flow_q"],
                             flow_k=emb["flow_k"], rgb_queue=self.rgb_queue.clone(),
                             flow_queue=self.flow_queue.clone(),
-                            temperature=self.cfg.method.temperature)
+                            temperature=self.cfg.method.temperature,
+                            rgb_queue_mask=self.queue_mask("rgb_queue"),
+                            flow_queue_mask=self.queue_mask("flow_queue"))
 
     def training_step(self, batch: dict, generator=None) -> tuple[Tensor, dict]:
         v1, v2 = self.views(batch, generator)[:2]

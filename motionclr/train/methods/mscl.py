@@ -66,7 +66,9 @@ class MSCL(MoDist):
             rgb_q=emb["rgb_q"], rgb_k=emb["rgb_k"], flow_q=emb["flow_q"], flow_k=emb["flow_k"],
             rot_q=emb["rot_q"], rot_k=emb["rot_k"], rgb_queue=self.rgb_queue.clone(),
             flow_queue=self.flow_queue.clone(), temperature=self.cfg.method.temperature,
-            aug_flow_weights=self.aug_flow_weights)
+            aug_flow_weights=self.aug_flow_weights,
+            rgb_queue_mask=self.queue_mask("rgb_queue"),
+            flow_queue_mask=self.queue_mask("flow_queue"))
         if self.lmcl_weight:
             rgb, flow, rot = self.lmcl_steps(emb)
             terms["loss_lmcl"] = self.lmcl_weight * lmcl_loss(rgb, flow, rot,

@@ -125,8 +125,8 @@ class VCLR(BaseMethod):
         tau, w, terms = self.cfg.method.temperature, self.weights, {}
         if w["inter"]:
             q = F.normalize(self.projector(h_a), dim=-1)
-            terms["loss_inter"] = w["inter"] * multi_positive_nce(q, k_inter,
-                                                                  self.queue.clone(), tau)
+            terms["loss_inter"] = w["inter"] * multi_positive_nce(
+                q, k_inter, self.queue.clone(), tau, queue_mask=self.queue_mask("queue"))
         if w["intra"]:
             q_intra = F.normalize(self.fc_intra(h_a), dim=-1)
             terms["loss_intra"] = w["intra"] * intra_nce(q_intra, k_intra[:, 0],
@@ -134,7 +134,8 @@ class VCLR(BaseMethod):
         if w["segment"]:
             # the key is already the projected consensus: a one-item set is its own mean
             terms["loss_segment"] = w["segment"] * segment_nce(
-                h_q, k_seg[:, None], self.segment_queue.clone(), tau, project_q=self.fc_tsn)
+                h_q, k_seg[:, None], self.segment_queue.clone(), tau, project_q=self.fc_tsn,
+                queue_mask=self.queue_mask("segment_queue"))
         logs = {}
         if w["order"]:
             perm_q, perm_k, label = sample_order_targets(n, s, generator=gen, device=dev)
