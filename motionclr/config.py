@@ -23,6 +23,7 @@ class DataCfg:
     limit: int = 0                 # keep only the first N videos (0 = all); for smoke runs
     flip: str = "off"              # horizontal flip policy: off | shared | independent
     options: dict = field(default_factory=dict)  # source keyword args (folder: test_fraction)
+    augment: dict = field(default_factory=dict)  # training augmentation (AugmentCfg fields)
 
 
 @dataclass

@@ -498,8 +498,16 @@ class AugmentCfg:
 
     @classmethod
     def from_config(cls, cfg, train: bool = True, **overrides) -> "AugmentCfg":
-        """From the project ``Config``: crop size, flip policy and flow bound."""
+        """From the project ``Config``: crop size, flip policy, flow bound, and the training
+        augmentation's strengths from ``data.augment`` (e.g. ``{jitter_p: 0, scale: [0.5,
+        1]}``; evaluation ignores them: it is a deterministic centre crop)."""
         kw = dict(size=cfg.clip.crop, train=train, bound=cfg.flow.bound, flip=cfg.data.flip)
+        user = dict(getattr(cfg.data, "augment", {}) or {}) if train else {}
+        valid = set(cls.__dataclass_fields__) - {"size", "train", "bound", "flip"}
+        unknown = sorted(set(user) - valid)
+        if unknown:
+            raise KeyError(f"unknown data.augment key(s) {unknown}; valid: {sorted(valid)}")
+        kw.update({k: tuple(v) if isinstance(v, list) else v for k, v in user.items()})
         kw.update(overrides)
         return cls(**kw)
 
