@@ -575,7 +575,7 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         "has several requests in flight instead of one clip's latency at a time.",
         "- h5py strided slicing (`ds[a:b:2]`) on these 8-frame chunks ran at about 10 clips/s "
         "in a separate micro-benchmark, 100× slower than reading the range; both shard "
-        "readers avoid it.",
+        "reader avoids it.",
         "- The compact settings and the JPEG folders are bound by JPEG decoding (16 RGB "
         "frames per clip; the folders also decode 32 flow JPEGs). Compact flow is lossless, "
         "while the folders' flow JPEGs are lossy.",
