@@ -97,11 +97,16 @@ class TrainCfg:
     amp: bool = True               # used on CUDA only
     run: str = ""                  # run directory; default runs/<dataset>-<method>
     log_every: int = 10
+    knn_every: int = 0             # kNN monitor on eval.gallery -> eval.query every N epochs
 
 
 @dataclass
 class EvalCfg:
     num_clips: int = 10            # uniformly spaced clips per video, features averaged
+    crops: int = 1                 # spatial crops per clip: 1 centre | 3 along the long side
+    dense: bool = False            # CoCLR's half-overlapping windows instead of num_clips
+    clip_l2: bool = False          # L2-normalise each view's feature before averaging (CoCLR)
+    layer: str = "backbone_pool"   # feature: backbone_pool | projector (projection head out)
     center: bool = True            # subtract the set's mean feature (CoCLR/MSCL protocol)
     ks: list = field(default_factory=lambda: [1, 5, 10, 20, 50])
     batch_size: int = 16

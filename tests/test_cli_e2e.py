@@ -17,7 +17,7 @@ def _cli(*args, check=True):
 def test_cli_pipeline(tmp_path, tiny_root):
     run = tmp_path / "run"
     over = tiny_overrides(tiny_root, tmp_path / "cache") + [f"train.run={run}",
-                                                           "train.epochs=2"]
+                                                           "train.epochs=2", "train.knn_every=1"]
     out = _cli("flow", *over).stdout
     assert "flow-" in out
     assert "cache hit" in _cli("flow", *over).stdout
@@ -25,6 +25,9 @@ def test_cli_pipeline(tmp_path, tiny_root):
     assert (run / "checkpoint.pt").is_file() and (run / "config.yaml").is_file()
     log = (run / "log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,step,lr") and len(log) >= 3
+    knn = (run / "knn.csv").read_text().splitlines()   # the optional per-epoch monitor
+    assert knn[0] == "epoch,knn_top1" and [r.split(",")[0] for r in knn[1:]] == ["0", "1"]
+    assert all(0.0 <= float(r.split(",")[1]) <= 1.0 for r in knn[1:])
     res = _cli("eval", "retrieval", "--run", str(run), f"data.root={tiny_root}")
     assert "R@1" in res.stdout
     result = json.loads((run / "retrieval.json").read_text())

@@ -35,6 +35,14 @@ def test_ucf101_split_parsing_zero_based(tmp_path, sub):
     assert check_group_leakage(entries) == []
 
 
+def test_group_spanning_train_and_test_is_refused(tmp_path):
+    _fake_ucf(tmp_path)
+    (tmp_path / "ucfTrainTestlist/testlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c02.avi\n")
+    with pytest.raises(ValueError, match="ApplyEyeMakeup_g08"):
+        list_videos("ucf101", tmp_path)
+
+
 def test_wrong_root_lists_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="classInd.txt"):
         list_videos("ucf101", tmp_path / "nowhere")

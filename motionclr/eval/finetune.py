@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
-from motionclr.datasets.samplers import RandomClip, UniformClips, clip_indices, max_start
+from motionclr.datasets.samplers import RandomClip
 from motionclr.datasets.shard_dataset import batch_to_device
-from motionclr.datasets.transforms import (AugmentCfg, GPUAugment, center_crop_boxes,
-                                           crop_resize, normalize, to_float)
+from motionclr.datasets.transforms import AugmentCfg, GPUAugment, normalize
+# The test views live in ``views.py`` (shared with the feature extractor); re-exported here.
+from motionclr.eval.views import DenseClips, clip_sampler, crop_views, view_boxes  # noqa: F401
 
 PRESETS = {"1x1": (1, 1), "10x1": (10, 1), "10x3": (10, 3), "20x3": (20, 3),
            "dense": ("dense", 1), "densex10": ("dense", 10)}
@@ -41,52 +42,11 @@ DEFAULTS = {"recipe": "mcl", **RECIPES["mcl"], "milestones": [0.8, 0.9], "batch_
             "crop_frac": 0.875, "seed": 0}
 
 
-class DenseClips:
-    """CoCLR's test windows: every window start ``step`` frames apart (default: half the
-    window span minus one, i.e. 15 for 32 frames), so the count depends on the length."""
-
-    def __init__(self, clip_len: int = 16, stride: int = 1, step: int | None = None):
-        span = (clip_len - 1) * stride + 1
-        self.clip_len, self.stride, self.step = clip_len, stride, step or max(1, span // 2 - 1)
-
-    def __call__(self, n_frames, rng=None, info=None):
-        hi = max_start(n_frames, self.clip_len, self.stride)
-        return [clip_indices(s, self.clip_len, self.stride, n_frames)
-                for s in range(0, hi + 1, self.step)]
-
-
-def view_boxes(H: int, W: int, crops: int, crop_frac: float = 0.875):
-    """Spatial test crops of an H x W frame: ``(n, 4)`` ``[x0, y0, w, h]`` and ``(n,)`` flips.
-
-    1: the centred square of side min(H, W); 3: that square at the start, centre and end of
-    the long side (left/centre/right or top/centre/bottom); 5 / 10: a ``crop_frac`` square at
-    the 4 corners and the centre (CoCLR, 224 of 256), 10 adding their mirror images.
-    """
-    if crops == 1:
-        return center_crop_boxes(1, H, W, 1), torch.zeros(1, dtype=torch.bool)
-    if crops == 3:
-        s = min(H, W)
-        pos = [0, (max(H, W) - s) // 2, max(H, W) - s]
-        b = [[p, 0, s, s] if W >= H else [0, p, s, s] for p in pos]
-        return torch.tensor(b, dtype=torch.float32), torch.zeros(3, dtype=torch.bool)
-    if crops in (5, 10):
-        s = int(round(min(H, W) * crop_frac))
-        xy = [(0, 0), (W - s, 0), (0, H - s), (W - s, H - s), ((W - s) // 2, (H - s) // 2)]
-        b = torch.tensor([[x, y, s, s] for x, y in xy], dtype=torch.float32)
-        flips = torch.zeros(5, dtype=torch.bool)
-        if crops == 10:
-            b, flips = torch.cat([b, b]), torch.cat([flips, ~flips])
-        return b, flips
-    raise ValueError(f"crops must be 1, 3, 5 or 10, got {crops}")
-
-
 def sampler_for(preset: str, clip_len: int, stride: int):
     """The clip sampler of a test preset (uniform clips or dense windows)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown test preset {preset!r}; valid: {sorted(PRESETS)}")
-    clips = PRESETS[preset][0]
-    return DenseClips(clip_len, stride) if clips == "dense" else UniformClips(clip_len, stride,
-                                                                              clips)
+    return clip_sampler(PRESETS[preset][0], clip_len, stride)
 
 
 class Classifier(nn.Module):
@@ -106,11 +66,7 @@ def video_scores(net, rgb, crops: int, size: int, aggregate: str = "softmax",
                  crop_frac: float = 0.875, chunk: int = 64) -> torch.Tensor:
     """Averaged scores (C,) of one video's uint8 clips ``rgb (V, 3, T, H, W)`` over V x crops
     views; ``aggregate``: ``softmax`` (CoCLR, MSCL) or ``logits`` (VCOP, MCL)."""
-    x = to_float({"rgb": rgb})["rgb"]
-    boxes, flips = view_boxes(x.shape[-2], x.shape[-1], crops, crop_frac)
-    views = [crop_resize(x, b.expand(len(x), 4), size) for b in boxes]
-    views = [v.flip(-1) if f else v for v, f in zip(views, flips.tolist())]
-    x = torch.cat(views)
+    x = crop_views(rgb, crops, size, crop_frac)
     # Dense windows x 10 crops can be hundreds of clips: forward in chunks.
     with torch.autocast(x.device.type, enabled=x.is_cuda):
         logits = torch.cat([net(normalize({"rgb": x[i:i + chunk]})["rgb"]).float()

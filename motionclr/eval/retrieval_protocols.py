@@ -10,13 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-# What our extractor can reproduce of each codebase. Both use uniformly spaced clips: the
-# CoCLR/MSCL dense windows and per-clip L2 are not in ``features.py`` (recorded as such).
+# What our extractor reproduces of each codebase (eval.md B.1); what it cannot is recorded
+# under ``differs_from_original``. The feature knobs are ``EvalCfg`` fields (features.py).
+FEATURE_KNOBS = ("num_clips", "crops", "dense", "clip_l2", "layer")
 RETRIEVAL_PROTOCOLS = {
-    "coclr": {"num_clips": 10, "center": True, "similarity": "cosine",
-              "differs_from_original": ["uniform clips, not dense 32-frame windows",
-                                        "no per-clip L2 before averaging"]},
-    "vcop": {"num_clips": 10, "center": False, "similarity": "cosine",
+    "coclr": {"num_clips": 10, "crops": 1, "dense": True, "clip_l2": True,
+              "layer": "backbone_pool", "center": True, "similarity": "cosine",
+              "differs_from_original": [
+                  "window length and input size are the run's clip.clip_len / clip.crop "
+                  "(CoCLR: 32 frames, 128 px)",
+                  "centre crop is the short side's square (CoCLR: 224 of 256, resized)",
+                  "every video kept; a video shorter than a window repeats its last frame "
+                  "(CoCLR left-pads, drops videos under ~17 frames, and jitters colour)"]},
+    "vcop": {"num_clips": 10, "crops": 1, "dense": False, "clip_l2": False,
+             "layer": "backbone_pool", "center": False, "similarity": "cosine",
              "differs_from_original": ["pooled backbone output, not the flattened conv5 map",
                                        "every video kept (VCOP's drop_last loses up to 7)"]},
 }
@@ -30,10 +37,20 @@ def retrieval_protocol(name: str = "coclr") -> dict:
     return {"name": name, **RETRIEVAL_PROTOCOLS[name]}
 
 
+def _fmt(v) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
 def protocol_overrides(name: str = "coclr") -> list[str]:
-    """The protocol as dotted overrides, e.g. ``["eval.num_clips=10", "eval.center=false"]``."""
-    p = retrieval_protocol(name)
-    return [f"eval.num_clips={p['num_clips']}", f"eval.center={str(p['center']).lower()}"]
+    """The protocol as dotted overrides, e.g. ``["eval.num_clips=10", "eval.center=false"]``,
+    then the feature knobs whose value differs from the ``EvalCfg`` default (e.g.
+    ``eval.dense=true``). Overrides apply on top of the run's config, so a run saved with a
+    non-default feature knob keeps it unless the override names it."""
+    from motionclr.config import EvalCfg
+    p, default = retrieval_protocol(name), EvalCfg()
+    out = [f"eval.num_clips={p['num_clips']}", f"eval.center={_fmt(p['center'])}"]
+    return out + [f"eval.{k}={_fmt(p[k])}" for k in FEATURE_KNOBS[1:]
+                  if p[k] != getattr(default, k)]
 
 
 def eval_subsets(cfg) -> tuple[str, str]:

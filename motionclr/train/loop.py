@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from motionclr.config import Config, save_config
+from motionclr.config import Config, config_from_dict, save_config
 from motionclr.datasets.distributed import TrainShardSampler
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.pipeline.index_stage import load_index, run_index_stage
@@ -97,6 +97,24 @@ def _append_log(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def knn_monitor(model, stage, cfg: Config, device, epoch: int, path: Path) -> float:
+    """Cheap progress signal: kNN top-1 of query videos against the gallery's features
+    (one centre clip per video), appended to ``knn.csv``. Never used to pick a model."""
+    from motionclr.eval.features import extract
+    from motionclr.eval.knn import knn_accuracy
+    cheap = config_from_dict(cfg.to_dict())
+    cheap.eval.num_clips = 1
+    feats = {s: extract(model, stage, s, cheap, device, progress=False)
+             for s in (cfg.eval.gallery, cfg.eval.query)}
+    g, q = feats[cfg.eval.gallery], feats[cfg.eval.query]
+    acc = knn_accuracy(g["feats"], g["labels"], q["feats"], q["labels"])
+    new = not path.is_file()
+    with open(path, "a") as f:
+        f.write(("epoch,knn_top1\n" if new else "") + f"{epoch},{acc:.4f}\n")
+    model.train()
+    return acc
+
+
 def _truncate_log(path: Path, start_epoch: int) -> None:
     """Drop rows of epochs that the checkpoint does not cover (a kill between log and save)."""
     if not path.is_file():
@@ -171,7 +189,9 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
     if rank == 0:
         _truncate_log(run / "log.csv", start_epoch)
         if progress and rank == 0:
-            print(f"pretrain: resuming {run} at epoch {start_epoch}")
+            print(f"pretrain: {run} is complete ({start_epoch} epochs)"
+                  if start_epoch >= cfg.train.epochs else
+                  f"pretrain: resuming {run} at epoch {start_epoch}")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -196,6 +216,8 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
                 msg = " ".join(f"{k}={v:.4f}" for k, v in means.items())
                 print(f"epoch {epoch + 1}/{cfg.train.epochs} {msg} "
                       f"({time.perf_counter() - t0:.1f}s)", flush=True)
+        if rank == 0 and cfg.train.knn_every > 0 and (epoch + 1) % cfg.train.knn_every == 0:
+            knn_monitor(model, stage, cfg, device, epoch, run / "knn.csv")
         if not math.isfinite(means.get("loss", 0.0)):
             raise FloatingPointError("non-finite mean loss")
     if world > 1:

@@ -69,6 +69,11 @@ def list_videos(root: str | Path, split: int = 1, check_files: bool = True) -> l
             entries.append(VideoEntry(path=path, video_id=str(Path(rel).with_suffix("")),
                                       label=label, label_name=classes[label], subset=subset,
                                       group=f"{classes[label]}_g{g.group(1)}" if g else None))
+    leaks = check_group_leakage(entries)
+    if leaks:  # clips of one source video on both sides inflate every test number
+        raise ValueError(f"split {split}: {len(leaks)} source groups are in both train and "
+                         f"test (e.g. {', '.join(leaks[:3])}); the split files are not the "
+                         "official ones")
     if check_files:
         check_missing(entries, "ucf101", video_root, "<Class>/v_<Class>_gXX_cYY.avi")
     return entries
