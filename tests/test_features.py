@@ -90,6 +90,10 @@ def test_no_randomness_at_test_time(tiny_stage, model):
     b = extract(model, stage, "train", c, progress=False)
     for k in a:
         assert np.array_equal(a[k], b[k]), k
+    # The 3 crops are different views: their mean is not the centre crop's feature.
+    centre = extract(model, stage, "train", with_eval(cfg, dense=True, clip_l2=True),
+                     progress=False)
+    assert not np.allclose(a["feats"], centre["feats"])
 
 
 def test_cache_key_and_protocol_record_every_option(tiny_stage):
