@@ -3,6 +3,7 @@ import h5py
 import numpy as np
 
 from motionclr.bench import io as bio
+from motionclr.bench import write_section
 from motionclr.datasets.frame_reader import FrameReader
 
 
@@ -31,10 +32,10 @@ def test_frame_reader_matches_h5py(tmp_path):
 
 def test_write_section_replaces_only_between_markers(tmp_path):
     out = tmp_path / "benchmarks.md"
-    bio.write_section(out, "first")
+    write_section(out, "first", "io")
     assert out.read_text().startswith("# Benchmarks") and "first" in out.read_text()
     out.write_text(out.read_text() + "\n## other\nkeep me\n")
-    bio.write_section(out, "second")
+    write_section(out, "second", "io")
     text = out.read_text()
     assert "second" in text and "first" not in text and "keep me" in text
     assert text.count(bio.START) == 1 and text.count(bio.END) == 1

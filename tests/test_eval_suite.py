@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from motionclr.eval import linear
-from motionclr.eval.finetune import DenseClips, PRESETS, sampler_for, view_boxes
+from motionclr.eval.finetune import PRESETS, sampler_for
+from motionclr.eval.views import DenseClips, view_boxes
 from motionclr.eval.knn import knn_accuracy, knn_predict
 
 @pytest.fixture(autouse=True)

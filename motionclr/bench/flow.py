@@ -28,6 +28,7 @@ import torch
 
 from motionclr.flow import compute_flow
 from motionclr.flow import synthetic as S
+from motionclr.bench import write_section
 
 START, END = "<!-- bench:flow:start -->", "<!-- bench:flow:end -->"
 
@@ -189,17 +190,6 @@ def _version(module: str) -> str:
         return "not installed"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the text between the bench:flow markers of ``path`` (create what is missing)."""
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if START in text and END in text and text.index(START) < text.index(END):
-        a, b = text.index(START), text.index(END) + len(END)
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def _size(s: str) -> tuple[int, int]:
@@ -249,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     body = render(results, cases, args, cmd, threads, zero_residual)
     print(body)
     if not args.no_write:
-        write_section(Path(args.out), body)
+        write_section(Path(args.out), body, "flow")
         print(f"updated {args.out}")
     return 0
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
+from motionclr.bench import write_section
 
 START, END = "<!-- bench:io:start -->", "<!-- bench:io:end -->"
 BUILD_VERSION = 2  # bump when the on-disk layout written below changes
@@ -634,17 +635,6 @@ def _fs_type(path: Path) -> str:
         return "?"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the text between the bench:io markers of ``path`` (create what is missing)."""
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if START in text and END in text and text.index(START) < text.index(END):
-        a, b = text.index(START), text.index(END) + len(END)
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 # ----------------------------------------------------------------------------- main
@@ -747,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r.items()
                                         if isinstance(v, float)), flush=True)
     body = render(res, sizes, meta, args, cmd.strip())
-    write_section(Path(args.out), body)
+    write_section(Path(args.out), body, "io")
     (work / "results.json").write_text(json.dumps({"results": res, "sizes": {
         k: list(v[:2]) + [list(v[2])] for k, v in sizes.items()}}, indent=1, default=str))
     print(body)

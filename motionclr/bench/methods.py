@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from motionclr.bench import write_section
 
 START, END = "<!-- bench:methods:start -->", "<!-- bench:methods:end -->"
 DEFAULT_METHODS = ("moco", "modist", "mscl", "vclr", "mcl")
@@ -109,17 +110,6 @@ def render(summary: dict, cfg, cmd: str, n_query: int, n_gallery: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the text between the markers of ``path``; append the block when missing."""
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if START in text and END in text and text.index(START) < text.index(END):
-        a, b = text.index(START), text.index(END) + len(END)
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def parse(argv):
@@ -168,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(rows)
     cmd = "motionclr bench methods " + " ".join(argv)
     body = render(summary, cfg0, cmd.strip(), rows[0]["n_query"], rows[0]["n_gallery"])
-    write_section(Path(args.out), body)
+    write_section(Path(args.out), body, "methods")
     work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps({"rows": rows, "command": cmd}, indent=1))
     print(body)

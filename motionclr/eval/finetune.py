@@ -26,7 +26,7 @@ from motionclr.datasets.samplers import RandomClip
 from motionclr.datasets.shard_dataset import batch_to_device
 from motionclr.datasets.transforms import AugmentCfg, GPUAugment, normalize
 # The test views live in ``views.py`` (shared with the feature extractor); re-exported here.
-from motionclr.eval.views import DenseClips, clip_sampler, crop_views, view_boxes  # noqa: F401
+from motionclr.eval.views import clip_sampler, crop_views
 
 PRESETS = {"1x1": (1, 1), "10x1": (10, 1), "10x3": (10, 3), "20x3": (20, 3),
            "dense": ("dense", 1), "densex10": ("dense", 10)}
@@ -83,7 +83,8 @@ def evaluate(net, stage, cfg, preset: str, k: dict, device) -> dict:
     from motionclr.eval.linear import topk_accuracy
     from motionclr.eval.retrieval_protocols import check_labelled, eval_subsets
     c = cfg.clip
-    ds = ShardClipDataset(stage, eval_subsets(cfg)[1], cfg.data.split, train=False,
+    # One video per batch: full frames always, so 3/10-crop presets see the whole width.
+    ds = ShardClipDataset(stage, eval_subsets(cfg)[1], cfg.data.split, train=False, window=0,
                           sampler=sampler_for(preset, c.clip_len, c.stride), modalities=("rgb",))
     net.eval()
     scores, labels, n_clips = [], [], []

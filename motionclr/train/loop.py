@@ -103,7 +103,7 @@ def knn_monitor(model, stage, cfg: Config, device, epoch: int, path: Path) -> fl
     from motionclr.eval.features import extract
     from motionclr.eval.knn import knn_accuracy
     cheap = config_from_dict(cfg.to_dict())
-    cheap.eval.num_clips = 1
+    cheap.eval.num_clips, cheap.eval.dense, cheap.eval.crops = 1, False, 1
     feats = {s: extract(model, stage, s, cheap, device, progress=False)
              for s in (cfg.eval.gallery, cfg.eval.query)}
     g, q = feats[cfg.eval.gallery], feats[cfg.eval.query]
