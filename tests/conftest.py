@@ -20,6 +20,16 @@ def tiny_overrides(root, cache, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in over.items()]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core box: intra-op threads only add synchronisation stalls."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
     """16 encoded videos (8 classes x 2 groups, group 1 = test), 12 frames of 64x48."""

@@ -2,7 +2,6 @@
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from motionclr.flow import compute_flow
 from motionclr.flow import synthetic as S
@@ -10,12 +9,7 @@ from motionclr.flow import synthetic as S
 SIZE = (64, 80)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from motionclr.flow.tvl1_torch import (median_filter, remap, resize_linear, rgb_
 SIZE = (64, 80)  # small images keep each OpenCV-parity case well under a second
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: on a shared 2-core box intra-op threads only add synchronisation stalls.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,7 @@ from motionclr.flow import synthetic as S
 from motionclr.flow.raft import raft_large, raft_pairs, raft_small
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
