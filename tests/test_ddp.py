@@ -63,3 +63,8 @@ def test_torchrun_pretrain_two_processes(tmp_path, tiny_root):
     rows = (run / "log.csv").read_text().splitlines()[1:]
     # 8 train videos, global batch 4 (2 per rank): 2 synchronised steps, logged by rank 0 only.
     assert len(rows) == len({r.split(",")[1] for r in rows}) == 2
+    # The checkpoint of a 2-process run resumes in a single process (any world size).
+    res = subprocess.run([sys.executable, "-m", "motionclr", "pretrain", *over,
+                          "train.epochs=2"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and "resuming" in res.stdout, res.stderr[-2000:]
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
