@@ -59,3 +59,20 @@ def test_unknown_subset_is_a_clear_error(tiny_stage):
     _, stage = tiny_stage
     with pytest.raises(ValueError, match="train"):
         ShardClipDataset(stage, "validation")
+
+
+def test_manifest_layout_spares_hdf5_metadata_reads(tiny_stage):
+    """Chunk offsets recorded at pack time: a cold reader never asks HDF5 for metadata."""
+    from motionclr.pipeline.shards import load_manifest
+    _, stage = tiny_stage
+    v = load_manifest(stage)["videos"][0]
+    assert set(v["layout"]) == {"rgb", "flow"}
+    ds = ShardClipDataset(stage, None, sampler=UniformClips(4, 1, 2), train=False)
+    _, reader = ds._shard(v["shard"])
+
+    def no_metadata():
+        raise AssertionError("HDF5 metadata lookup on a recorded layout")
+    rgb, flow, _ = read_video(stage, v["video_id"])
+    idx = np.array([0, 2, 5, 6])
+    assert np.array_equal(reader.read((v["video_id"], "rgb"), idx, no_metadata), rgb[idx])
+    assert np.array_equal(reader.read((v["video_id"], "flow"), idx, no_metadata), flow[idx])

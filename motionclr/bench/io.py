@@ -43,7 +43,7 @@ import numpy as np
 from motionclr.bench import write_section
 
 START, END = "<!-- bench:io:start -->", "<!-- bench:io:end -->"
-BUILD_VERSION = 2  # bump when the on-disk layout written below changes
+BUILD_VERSION = 3  # bump when the on-disk layout written below changes (3: chunk layouts)
 
 
 # ----------------------------------------------------------------------------- data set
@@ -171,6 +171,7 @@ def build(work: Path, p: BuildParams, log=print) -> dict:
     shutil.rmtree(work / "shards" / "parts")
     for v in videos:
         v["shard"] = where[v["video_id"]]
+    shards.add_layouts(work / "shards", videos)
     manifest = {"stage": "bench-io", "bound": p.bound, "classes": ["bench"], "videos": videos,
                 "failed": []}
     (work / "shards" / "manifest.json").write_text(json.dumps(manifest, indent=1))

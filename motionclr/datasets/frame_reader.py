@@ -27,14 +27,19 @@ class FrameReader:
     ``ShardClipDataset`` reads every clip through it (measured in docs/benchmarks.md).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, known: dict | None = None):
+        """``known``: key -> (frames per chunk, chunk offsets, frame shape, dtype) recorded
+        at pack time (the manifest), so cold reads need no HDF5 metadata reads at all."""
         self.path = Path(path)
+        self.known = known or {}
         self._fd, self._pid, self._tables = None, None, {}
 
     def __getstate__(self):
-        return {"path": self.path, "_fd": None, "_pid": None, "_tables": {}}
+        return {"path": self.path, "known": self.known, "_fd": None, "_pid": None,
+                "_tables": {}}
 
-    def table(self, key, ds: h5py.Dataset):
+    @staticmethod
+    def table(ds: h5py.Dataset):
         """(frames per chunk, chunk byte offsets, frame shape, dtype) or None (compressed)."""
         shape = ds.shape[1:]
         if ds.id.get_create_plist().get_nfilters() > 0:
@@ -55,7 +60,9 @@ class FrameReader:
         if self._pid != os.getpid():
             self._fd, self._pid, self._tables = os.open(self.path, os.O_RDONLY), os.getpid(), {}
         if key not in self._tables:
-            self._tables[key] = self.table(key, get_ds())
+            k = self.known.get(key)
+            self._tables[key] = ((k[0], np.asarray(k[1], np.int64), tuple(k[2]), np.dtype(k[3]))
+                                 if k is not None else self.table(get_ds()))
         tab = self._tables[key]
         if tab is None:
             return None, None, 0

@@ -75,6 +75,7 @@ class ShardClipDataset(Dataset):
         self.stage_dir = Path(stage_dir)
         manifest = load_manifest(self.stage_dir)
         self.videos = select_videos(manifest, subset, split)
+        self._known = self._layouts(manifest)
         self.classes = manifest["classes"]
         self.bound = float(manifest["bound"])
         self.sampler = sampler or RandomClip()
@@ -86,6 +87,17 @@ class ShardClipDataset(Dataset):
         self.index, self.seed, self.epoch = index, seed, 0
         self._files: dict[str, tuple[h5py.File, FrameReader]] = {}
         self._pid = None
+
+    @staticmethod
+    def _layouts(manifest: dict) -> dict[str, dict]:
+        """shard -> {(video_id, modality): chunk table} from the manifest (if recorded)."""
+        out: dict[str, dict] = {}
+        for v in manifest["videos"]:
+            for m, (chunk, offsets) in v.get("layout", {}).items():
+                shape = (v["height"], v["width"], 3 if m == "rgb" else 2)
+                out.setdefault(v["shard"], {})[(v["video_id"], m)] = (chunk, offsets, shape,
+                                                                       "uint8")
+        return out
 
     @staticmethod
     def uniform_size(videos: list[dict]) -> bool:
@@ -102,7 +114,7 @@ class ShardClipDataset(Dataset):
             self._files, self._pid = {}, os.getpid()
         if name not in self._files:
             self._files[name] = (h5py.File(self.stage_dir / name, "r"),
-                                 FrameReader(self.stage_dir / name))
+                                 FrameReader(self.stage_dir / name, self._known.get(name)))
         return self._files[name]
 
     def __getstate__(self):

@@ -302,10 +302,12 @@ def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: di
             n, h, w = g["rgb"].shape[:3]
             fps = float(g.attrs["fps"])
             digest = str(g.attrs["content_blake2b"])
+            # Chunk byte offsets, so readers skip HDF5's metadata reads (cold-read latency).
+            layout = shards.chunk_layout(g)
         videos.append({"video_id": e.video_id, "shard": where[e.video_id], "n_frames": int(n),
                        "height": int(h), "width": int(w), "fps": fps, "label": e.label,
                        "label_name": e.label_name, "group": e.group,
-                       "content_blake2b": digest,
+                       "content_blake2b": digest, "layout": layout,
                        "splits": member.get(e.video_id, {str(cfg.data.split): e.subset})})
     # Unlabelled test videos carry -1, and a class may have no video: index by label.
     names = {e.label: e.label_name for e in entries if e.label >= 0}

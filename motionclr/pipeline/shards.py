@@ -179,6 +179,29 @@ def pack_shards(stage_dir: Path, video_ids: list[str], shard_mb: int = 1024) -> 
     return where
 
 
+def chunk_layout(group) -> dict:
+    """{modality: [frames per chunk, chunk byte offsets]} of a packed video, for the
+    manifest: readers then need no HDF5 metadata reads (compressed data: left out)."""
+    from motionclr.datasets.frame_reader import FrameReader
+    layout = {}
+    for m in ("rgb", "flow"):
+        tab = FrameReader.table(group[m])
+        if tab is not None:
+            layout[m] = [int(tab[0]), tab[1].tolist()]
+    return layout
+
+
+def add_layouts(stage_dir: Path, videos: list[dict]) -> None:
+    """Set ``layout`` on every manifest record (``video_id``, ``shard``) in place."""
+    by_shard: dict[str, list[dict]] = {}
+    for v in videos:
+        by_shard.setdefault(v["shard"], []).append(v)
+    for shard, vs in by_shard.items():
+        with h5py.File(Path(stage_dir) / shard, "r") as f:
+            for v in vs:
+                v["layout"] = chunk_layout(f["videos"][v["video_id"]])
+
+
 def load_manifest(stage_dir: str | Path) -> dict:
     path = Path(stage_dir) / "manifest.json"
     if not path.is_file():
