@@ -25,7 +25,7 @@ def model(tiny_stage):
 
 
 @pytest.fixture(scope="module")
-def test_videos(tiny_stage):
+def subset_videos(tiny_stage):
     from motionclr.datasets.shard_dataset import select_videos
     from motionclr.pipeline.shards import load_manifest
     cfg, stage = tiny_stage
@@ -34,19 +34,19 @@ def test_videos(tiny_stage):
 
 @pytest.mark.parametrize("knobs", [{"num_clips": 2, "crops": 1}, {"num_clips": 2, "crops": 3},
                                    {"dense": True, "crops": 1}, {"dense": True, "crops": 3}])
-def test_views_per_video_and_every_video_once(tiny_stage, model, test_videos, knobs):
+def test_views_per_video_and_every_video_once(tiny_stage, model, subset_videos, knobs):
     cfg, stage = tiny_stage
     c = cfg.clip
     out = extract(model, stage, "test", with_eval(cfg, **knobs), progress=False)
     clips = [len(DenseClips(c.clip_len, c.stride)(v["n_frames"])) if knobs.get("dense")
-             else knobs["num_clips"] for v in test_videos]
+             else knobs["num_clips"] for v in subset_videos]
     assert out["n_views"].tolist() == [n * knobs["crops"] for n in clips]
     if knobs.get("dense"):  # 12-frame videos, 4-frame windows at step 1: 9 windows each
         assert set(clips) == {9}
     # Every video once, in the subset's order, with its own label.
-    assert out["video_ids"].tolist() == [v["video_id"] for v in test_videos]
-    assert out["labels"].tolist() == [v["label"] for v in test_videos]
-    assert out["feats"].shape == (len(test_videos), model.backbone.out_dim)
+    assert out["video_ids"].tolist() == [v["video_id"] for v in subset_videos]
+    assert out["labels"].tolist() == [v["label"] for v in subset_videos]
+    assert out["feats"].shape == (len(subset_videos), model.backbone.out_dim)
 
 
 def test_per_clip_l2_hand_made():
