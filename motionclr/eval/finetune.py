@@ -27,6 +27,7 @@ from motionclr.datasets.shard_dataset import batch_to_device
 from motionclr.datasets.transforms import AugmentCfg, GPUAugment, normalize
 # The test views live in ``views.py`` (shared with the feature extractor); re-exported here.
 from motionclr.eval.views import clip_sampler, crop_views
+from motionclr.train.optim import optimizer_step
 
 PRESETS = {"1x1": (1, 1), "10x1": (10, 1), "10x3": (10, 3), "20x3": (20, 3),
            "dense": ("dense", 1), "densex10": ("dense", 10)}
@@ -141,19 +142,7 @@ def train_epoch(net, loader, aug, opt, epoch: int, k: dict, device, gen, scaler=
         with torch.autocast(device.type, enabled=scaler is not None):
             logits = net(x)
             loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-        else:
-            loss.backward()
-        if k["grad_clip"] > 0:
-            nn.utils.clip_grad_norm_(net.parameters(), k["grad_clip"])
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+        optimizer_step(loss, opt, net.parameters(), k["grad_clip"], scaler)
         loss_sum += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
         n += len(y)

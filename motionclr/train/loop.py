@@ -21,6 +21,7 @@ from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.pipeline.index_stage import load_index, run_index_stage
 from motionclr.pipeline.stages import find_flow_stage
 from motionclr.train.methods import build_method
+from motionclr.train.optim import build_optimizer, optimizer_step
 from motionclr.train.schedules import cosine_schedule
 from motionclr.utils import dist_info, seed_everything
 
@@ -50,19 +51,7 @@ def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch} step {i}; "
                                      "lower train.lr or enable train.grad_clip")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.train.grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        optimizer_step(loss, optimizer, method.parameters(), cfg.train.grad_clip, scaler)
         method.momentum_update(float(m_sched[step]))
         vals = {k: float(v) for k, v in logs.items()}
         for k, v in vals.items():
@@ -129,14 +118,6 @@ def _truncate_log(path: Path, start_epoch: int) -> None:
 
 def run_dir_of(cfg: Config) -> Path:
     return Path(cfg.train.run or f"runs/{cfg.data.dataset}-{cfg.method.name}")
-
-
-def build_optimizer(params, cfg: Config, lr: float):
-    if cfg.train.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=cfg.train.weight_decay)
-    if cfg.train.optimizer == "adam":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.train.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.train.optimizer!r}; valid: ['adam', 'sgd']")
 
 
 def pretrain(cfg: Config, progress: bool = True) -> Path:
