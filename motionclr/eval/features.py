@@ -12,6 +12,7 @@ Every video of the subset is included: no batch is dropped.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,30 @@ def cached_features(model, stage_dir, subset: str, cfg, run_dir: Path, meta: dic
     np.savez(tmp, **out)
     tmp.replace(path)
     return out
+
+
+@dataclass
+class RunFeatures:
+    """What every feature-based protocol starts from (``run_features``)."""
+    cfg: object
+    model: object
+    meta: dict
+    stage: Path
+    gallery: dict        # features of ``eval.gallery`` ("train")
+    query: dict          # features of ``eval.query`` ("test"; K400/SSv2 "val"), labelled
+
+
+def run_features(run, overrides: list[str] | None = None, device="cpu",
+                 progress: bool = True) -> RunFeatures:
+    """Load ``<run>``, find its flow stage, and return cached gallery and query features;
+    a query subset without labels is refused (it cannot be scored)."""
+    from motionclr.eval.checkpoint import load_run
+    from motionclr.eval.retrieval_protocols import check_labelled
+    from motionclr.pipeline.stages import find_flow_stage
+    run = Path(run)
+    cfg, model, meta = load_run(run, overrides, device)
+    stage = find_flow_stage(cfg)
+    gallery = cached_features(model, stage, cfg.eval.gallery, cfg, run, meta, device, progress)
+    query = cached_features(model, stage, cfg.eval.query, cfg, run, meta, device, progress)
+    check_labelled(query["labels"], cfg.eval.query)
+    return RunFeatures(cfg, model, meta, stage, gallery, query)

@@ -54,20 +54,15 @@ def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int = 20
 def run_knn(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
             knobs: dict | None = None, progress: bool = True) -> dict:
     """kNN of the test split against the train split on cached features; writes knn.json."""
-    from motionclr.eval.checkpoint import load_run
-    from motionclr.eval.features import cached_features, protocol
-    from motionclr.eval.retrieval_protocols import check_labelled, eval_subsets, resolve_knobs
+    from motionclr.eval.features import protocol, run_features
+    from motionclr.eval.retrieval_protocols import eval_subsets, resolve_knobs
     from motionclr.pipeline.cache import atomic_write_text
-    from motionclr.pipeline.stages import find_flow_stage
 
     run = Path(run)
-    cfg, model, meta = load_run(run, overrides, device)
+    rf = run_features(run, overrides, device, progress)
+    cfg, meta, tr, te = rf.cfg, rf.meta, rf.gallery, rf.query
     kn = resolve_knobs(cfg, "knn", DEFAULTS, knobs)
-    stage = find_flow_stage(cfg)
     train, test = eval_subsets(cfg)
-    tr = cached_features(model, stage, train, cfg, run, meta, device, progress)
-    te = cached_features(model, stage, test, cfg, run, meta, device, progress)
-    check_labelled(te["labels"], test)
     acc = {str(k): knn_accuracy(tr["feats"], tr["labels"], te["feats"], te["labels"], k,
                                 kn["temperature"]) for k in kn["ks"]}
     result = {"top1": acc, "protocol": {**protocol(cfg), **kn, "similarity": "cosine",

@@ -181,21 +181,16 @@ def run_linear(run: str | Path, overrides: list[str] | None = None, device: str 
                knobs: dict | None = None, progress: bool = True) -> dict:
     """Probe ``<run>/checkpoint.pt``'s cached features; writes ``<run>/linear.json`` and a
     confusion-matrix PNG per classifier."""
-    from motionclr.eval.checkpoint import load_run
-    from motionclr.eval.features import cached_features, protocol
-    from motionclr.eval.retrieval_protocols import check_labelled, eval_subsets, resolve_knobs
+    from motionclr.eval.features import protocol, run_features
+    from motionclr.eval.retrieval_protocols import eval_subsets, resolve_knobs
     from motionclr.pipeline.cache import atomic_write_text
     from motionclr.pipeline.shards import load_manifest
-    from motionclr.pipeline.stages import find_flow_stage
 
     run = Path(run)
-    cfg, model, meta = load_run(run, overrides, device)
+    rf = run_features(run, overrides, device, progress)
+    cfg, meta, stage, tr, te = rf.cfg, rf.meta, rf.stage, rf.gallery, rf.query
     k = resolve_knobs(cfg, "linear", DEFAULTS, knobs)
-    stage = find_flow_stage(cfg)
     train, test = eval_subsets(cfg)
-    tr = cached_features(model, stage, train, cfg, run, meta, device, progress)
-    te = cached_features(model, stage, test, cfg, run, meta, device, progress)
-    check_labelled(te["labels"], test)
     classes = load_manifest(stage)["classes"]
     res = probe(tr, te, len(classes), k)
     for kind, r in res.items():

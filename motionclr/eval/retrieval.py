@@ -37,19 +37,12 @@ def format_table(recalls: dict, title: str = "") -> str:
 def run_retrieval(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
                   progress: bool = True) -> dict:
     """Evaluate ``<run>/checkpoint.pt``; writes ``<run>/retrieval.json``, returns it."""
-    from motionclr.eval.checkpoint import load_run
-    from motionclr.eval.features import cached_features, protocol
+    from motionclr.eval.features import protocol, run_features
     from motionclr.pipeline.cache import atomic_write_text
-    from motionclr.pipeline.stages import find_flow_stage
 
     run = Path(run)
-    cfg, model, meta = load_run(run, overrides, device)
-    stage = find_flow_stage(cfg)
-    gallery = cached_features(model, stage, cfg.eval.gallery, cfg, run, meta, device, progress)
-    query = cached_features(model, stage, cfg.eval.query, cfg, run, meta, device, progress)
-    if (query["labels"] < 0).any():
-        raise ValueError(f"the {cfg.eval.query!r} subset has unlabelled videos; choose a "
-                         "labelled one with eval.query=val")
+    rf = run_features(run, overrides, device, progress)
+    cfg, meta, stage, gallery, query = rf.cfg, rf.meta, rf.stage, rf.gallery, rf.query
     rec = recall_at_k(query["feats"], query["labels"], gallery["feats"], gallery["labels"],
                       ks=tuple(cfg.eval.ks), center=cfg.eval.center)
     result = {"recall": {str(k): v for k, v in rec.items()},

@@ -158,18 +158,12 @@ def retrieval_figure(run: str | Path, overrides: list[str] | None = None, device
                      n_queries: int = 4, k: int = 5, progress: bool = False) -> Path:
     """``<run>/retrieval_examples.png``: ``n_queries`` test videos (evenly spread over the
     test list, deterministic) and their top-``k`` train neighbours, middle frames."""
-    from motionclr.eval.checkpoint import load_run
-    from motionclr.eval.features import cached_features
+    from motionclr.eval.features import run_features
     from motionclr.pipeline.shards import load_manifest, read_video
-    from motionclr.pipeline.stages import find_flow_stage
 
     run = Path(run)
-    cfg, model, meta = load_run(run, overrides, device)
-    stage = find_flow_stage(cfg)
-    train, test = eval_subsets(cfg)
-    gal = cached_features(model, stage, train, cfg, run, meta, device, progress)
-    qry = cached_features(model, stage, test, cfg, run, meta, device, progress)
-    check_labelled(qry["labels"], test)
+    rf = run_features(run, overrides, device, progress)
+    cfg, stage, gal, qry = rf.cfg, rf.stage, rf.gallery, rf.query
     classes = load_manifest(stage)["classes"]
     nq = min(n_queries, len(qry["labels"]))
     qi = np.linspace(0, len(qry["labels"]) - 1, nq).round().astype(int)
