@@ -47,6 +47,10 @@ def test_two_process_gloo_keeps_ranks_consistent(tmp_path):
     assert r0["ptr"] == r1["ptr"] == 2 * 2 * 4          # 2 steps x 2 ranks x batch 4
 
 
+TRANSIENT = ("Address already in use", "RendezvousTimeoutError", "RendezvousConnectionError",
+             "Connection refused", "Connection reset")
+
+
 @pytest.mark.slow
 def test_torchrun_pretrain_two_processes(tmp_path, tiny_root):
     run = tmp_path / "run"
@@ -54,10 +58,14 @@ def test_torchrun_pretrain_two_processes(tmp_path, tiny_root):
                                                            "train.batch_size=4"]
     subprocess.run([sys.executable, "-m", "motionclr", "flow", *over], check=True,
                    capture_output=True)
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node", "2", "-m", "motionclr", "pretrain", *over],
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "motionclr", "pretrain", *over]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0 and any(s in res.stderr for s in TRANSIENT):
+        # The launcher's free-port pick can race with other processes on a busy machine:
+        # that is the rendezvous failing, not the code under test; one more try.
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 0
     rows = (run / "log.csv").read_text().splitlines()[1:]
