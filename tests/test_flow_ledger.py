@@ -46,8 +46,9 @@ def test_identical_outputs_however_split(root, tmp_path):
     conc = run_flow_stage(load_config(None, over_c), False)  # packs if neither did
     assert _digests(conc) == _digests(whole)
     done = Counter(e["video_id"] for e in _events(conc) if e["status"] == "done")
-    assert set(done.values()) == {1} and len(done) == 16
-    assert len({e["pid"] for e in _events(conc)}) == 2      # the work really was shared
+    assert set(done.values()) == {1} and len(done) == 16    # never computed twice
+    # (How the 16 videos split between the two processes depends on start-up timing;
+    # claims themselves are tested deterministically in the next test.)
 
 
 def test_dead_workers_claim_is_taken_over(root, tmp_path):
