@@ -99,10 +99,15 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
     """Decode + flow + write one part. Never raises for a bad video: records the reason."""
     from motionclr.flow import compute_flow, quantize
     t0 = time.perf_counter()
-    # Several processes may share this directory (job arrays, Ray/Dask): claim first.
+    # Several processes may share this directory (job arrays, Ray/Dask): claim first, then
+    # look again — another worker may have finished and released it in between.
+    skipped = {"video_id": entry.video_id, "status": "skipped", "frames": 0, "seconds": 0.0}
     if shards.part_status(parts_dir, entry.video_id) or not shards.claim(parts_dir,
                                                                           entry.video_id):
-        return {"video_id": entry.video_id, "status": "skipped", "frames": 0, "seconds": 0.0}
+        return skipped
+    if shards.part_status(parts_dir, entry.video_id):
+        shards.release(parts_dir, entry.video_id)
+        return skipped
     try:
         if not entry.path.is_file():
             raise DecodeError(f"file not found: {entry.path}")

@@ -98,13 +98,21 @@ def claim(parts_dir: Path, video_id: str, lease_s: float = 6 * 3600) -> bool:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
-                held = json.loads(path.read_text() or "{}")
+                held = json.loads(path.read_text() or "null")
+                age = time.time() - path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # released meanwhile: try again
             except (OSError, ValueError):
-                held = {}
-            stale = (held.get("host") == me["host"] and not pid_alive(int(held.get("pid", 0))))
-            stale = stale or time.time() - float(held.get("time", 0)) > lease_s
-            if not stale or held.get("pid") == me["pid"] and held.get("host") == me["host"]:
-                return held.get("pid") == me["pid"] and held.get("host") == me["host"]
+                held, age = None, 0.0
+            mine = bool(held) and held.get("host") == me["host"] and held.get("pid") == me["pid"]
+            if not held:
+                # Created but not written yet: its owner is writing it right now.
+                stale = age > lease_s
+            else:
+                stale = (held.get("host") == me["host"] and not pid_alive(int(held["pid"])))
+                stale = stale or time.time() - float(held.get("time", 0)) > lease_s
+            if mine or not stale:
+                return mine
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
