@@ -20,6 +20,13 @@ def tiny_overrides(root, cache, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in over.items()]
 
 
+def manifest_digests(stage) -> dict:
+    """video_id -> content digest of a finished flow stage (outputs compared by content)."""
+    import json
+    man = json.loads((stage / "manifest.json").read_text())
+    return {v["video_id"]: v["content_blake2b"] for v in man["videos"]}
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny tensors on a shared 2-core box: intra-op threads only add synchronisation stalls."""

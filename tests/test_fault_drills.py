@@ -18,7 +18,7 @@ from motionclr.datasets.synthetic import encode_video, generate
 from motionclr.pipeline.decode import DecodeError, decode_video
 from motionclr.pipeline.flow_stage import StorageError, run_flow_stage
 from motionclr.pipeline.verify import verify_stage
-from tests.conftest import tiny_overrides
+from tests.conftest import manifest_digests, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -27,18 +27,14 @@ def root(tmp_path_factory):
                     size=(64, 48))
 
 
-def _digests(stage):
-    man = json.loads((stage / "manifest.json").read_text())
-    return {v["video_id"]: v["content_blake2b"] for v in man["videos"]}
-
 
 def _flow_cmd(over):
     return [sys.executable, "-m", "motionclr", "flow", *over]
 
 
 def test_kill9_at_random_points_then_rerun_is_identical(root, tmp_path):
-    reference = _digests(run_flow_stage(load_config(None, tiny_overrides(root, tmp_path / "r")),
-                                        False))
+    reference = manifest_digests(
+        run_flow_stage(load_config(None, tiny_overrides(root, tmp_path / "r")), False))
     over = tiny_overrides(root, tmp_path / "k")
     rng = random.Random(0)
     for _ in range(4):
@@ -48,7 +44,7 @@ def test_kill9_at_random_points_then_rerun_is_identical(root, tmp_path):
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
     stage = run_flow_stage(load_config(None, over), False)
-    assert _digests(stage) == reference
+    assert manifest_digests(stage) == reference
     assert not list(stage.rglob("*.tmp")) and verify_stage(stage) == []
     done = Counter(json.loads(x)["video_id"] for x in (stage / "events.jsonl").read_text()
                    .splitlines() if json.loads(x)["status"] == "done")
@@ -72,7 +68,7 @@ def test_disk_full_is_a_clear_error_and_corrupts_nothing(root, tmp_path):
     assert not list(stage.rglob("*.tmp"))
     assert not list((stage / "parts").glob("*.failed.json"))  # not blamed on the videos
     final = run_flow_stage(load_config(None, over), False)      # disk "fixed": finish
-    assert verify_stage(final) == [] and len(_digests(final)) == 16
+    assert verify_stage(final) == [] and len(manifest_digests(final)) == 16
 
 
 def test_read_only_output_is_a_clear_error(root, tmp_path):

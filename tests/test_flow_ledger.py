@@ -13,7 +13,7 @@ from motionclr.datasets.synthetic import generate
 from motionclr.pipeline import shards
 from motionclr.pipeline.flow_stage import run_flow_stage
 from motionclr.pipeline.verify import verify_cache, verify_stage
-from tests.conftest import tiny_overrides
+from tests.conftest import manifest_digests, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,6 @@ def root(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("syn"), groups=2, clips=1, n_frames=8,
                     size=(48, 32))
 
-
-def _digests(stage):
-    man = json.loads((stage / "manifest.json").read_text())
-    return {v["video_id"]: v["content_blake2b"] for v in man["videos"]}
 
 
 def _events(stage):
@@ -36,7 +32,8 @@ def test_identical_outputs_however_split(root, tmp_path):
     over = tiny_overrides(root, tmp_path / "b")
     for i in (1, 0, 2):
         sliced = run_flow_stage(load_config(None, over + [f"pipeline.shard={i}/3"]), False)
-    assert _digests(sliced) == _digests(whole) and len(_digests(whole)) == 16
+    assert manifest_digests(sliced) == manifest_digests(whole)
+    assert len(manifest_digests(whole)) == 16
     # Two concurrent processes on one directory: each video computed exactly once.
     over_c = tiny_overrides(root, tmp_path / "c")
     procs = [subprocess.Popen([sys.executable, "-m", "motionclr", "flow", *over_c],
@@ -44,7 +41,7 @@ def test_identical_outputs_however_split(root, tmp_path):
              for _ in range(2)]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     conc = run_flow_stage(load_config(None, over_c), False)  # packs if neither did
-    assert _digests(conc) == _digests(whole)
+    assert manifest_digests(conc) == manifest_digests(whole)
     done = Counter(e["video_id"] for e in _events(conc) if e["status"] == "done")
     assert set(done.values()) == {1} and len(done) == 16    # never computed twice
     # (How the 16 videos split between the two processes depends on start-up timing;
@@ -67,7 +64,7 @@ def test_dead_workers_claim_is_taken_over(root, tmp_path):
     shards.release(out / "parts", entries[0].video_id)
     claim.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "time": 0}))
     run_flow_stage(cfg, False)
-    assert len(_digests(out)) == 2 and not claim.exists()
+    assert len(manifest_digests(out)) == 2 and not claim.exists()
     # A live claim (this process, another "worker") is respected.
     assert shards.claim(out / "parts", "x") and shards.claim(out / "parts", "x")
     live = out / "parts" / f"{shards.video_key('y')}.claim"
@@ -101,7 +98,7 @@ def test_dask_backend_gives_identical_outputs(root, tmp_path):
     over = tiny_overrides(root, tmp_path / "dask") + ["pipeline.backend=dask",
                                                        "pipeline.workers=2"]
     stage = run_flow_stage(load_config(None, over), False)
-    assert _digests(stage) == _digests(whole)
+    assert manifest_digests(stage) == manifest_digests(whole)
     assert os.getpid() not in {e["pid"] for e in _events(stage)}  # ran in dask workers
 
 

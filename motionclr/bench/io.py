@@ -316,8 +316,7 @@ class CompactWorkload(_LazyH5):
         g = self.file()["videos"][v["video_id"]]
         rgb = compact.read_rgb(g, idx)
         flow = compact.read_flow(g, np.minimum(idx, v["n_frames"] - 2))
-        return {"rgb": np.ascontiguousarray(rgb.transpose(3, 0, 1, 2))[None],
-                "flow": np.ascontiguousarray(flow.transpose(3, 0, 1, 2))[None]}
+        return {"rgb": rgb[None], "flow": flow[None]}  # channel-last, like the dataset
 
 
 class JpegWorkload:
@@ -341,8 +340,7 @@ class JpegWorkload:
         fidx = np.minimum(idx, v["n_frames"] - 2)
         flow = [np.stack([cv2.imread(str(d / f"{c}_{t + 1:05d}.jpg"), cv2.IMREAD_GRAYSCALE)
                           for c in "xy"], axis=-1) for t in fidx]
-        return {"rgb": np.ascontiguousarray(np.stack(rgb).transpose(3, 0, 1, 2))[None],
-                "flow": np.ascontiguousarray(np.stack(flow).transpose(3, 0, 1, 2))[None]}
+        return {"rgb": np.stack(rgb)[None], "flow": np.stack(flow)[None]}
 
 
 class FfmpegWorkload:
@@ -371,7 +369,7 @@ class FfmpegWorkload:
         if len(frames) < span:  # a clip at the very end may come back short: repeat the last
             frames = np.concatenate([frames, np.repeat(frames[-1:], span - len(frames), 0)])
         rgb = frames[idx - lo]
-        return {"rgb": np.ascontiguousarray(rgb.transpose(3, 0, 1, 2))[None]}
+        return {"rgb": np.ascontiguousarray(rgb)[None]}
 
 
 # ----------------------------------------------------------------------------- timing
