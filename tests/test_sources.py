@@ -80,3 +80,27 @@ def test_synthetic_dataset_is_deterministic_and_motion_defined(tmp_path):
     entries = list_videos("synthetic", root)
     assert len(entries) == 2 * len(CLASSES)
     assert {e.subset for e in entries if e.group.endswith("g01")} == {"test"}
+
+
+@pytest.mark.parametrize("label", range(8))
+def test_synthetic_class_motion_matches_its_name(label):
+    """The flow of every class is what the class name says (OpenCV DIS on rendered frames):
+    pans give mean (dx, dy) in the named direction, rotations the named curl sign (screen y
+    points down, so clockwise on screen is positive curl), zooms the named divergence."""
+    import numpy as np
+    from motionclr.datasets.synthetic import CLASSES, render_video
+    from motionclr.flow.opencv import dis
+    frames = render_video(label, np.random.default_rng([3, label]), 6, (96, 72))
+    flow = dis(frames).astype(np.float64)[:, 12:-12, 12:-12]  # (T-1, H, W, 2), border off
+    dx, dy = flow[..., 0], flow[..., 1]
+    curl = (np.gradient(dy, axis=2) - np.gradient(dx, axis=1)).mean()
+    div = (np.gradient(dx, axis=2) + np.gradient(dy, axis=1)).mean()
+    mx, my = dx.mean(), dy.mean()
+    name = CLASSES[label]
+    expect = {"MoveRight": mx > 0.8 and abs(my) < 0.3, "MoveLeft": mx < -0.8 and abs(my) < 0.3,
+              "MoveDown": my > 0.8 and abs(mx) < 0.3, "MoveUp": my < -0.8 and abs(mx) < 0.3,
+              "RotateClockwise": curl > 0.02 and abs(div) < curl / 3,
+              "RotateAnticlockwise": curl < -0.02 and abs(div) < -curl / 3,
+              "ZoomIn": div > 0.01 and abs(curl) < div / 3,
+              "ZoomOut": div < -0.01 and abs(curl) < -div / 3}[name]
+    assert expect, (name, mx, my, curl, div)

@@ -5,6 +5,7 @@ from motionclr.train.methods.moco import MoCo
 from motionclr.train.methods.modist import MoDist
 from motionclr.train.methods.mcl import MCL, with_motion_focus
 from motionclr.train.methods.mscl import MSCL
+from motionclr.train.methods.supervised import Supervised
 from motionclr.train.methods.vclr import VCLR
 
 METHODS = {
@@ -13,6 +14,8 @@ METHODS = {
     "mscl": MSCL,
     "vclr": VCLR,
     "mcl": MCL,
+    # labelled reference (not self-supervised): what the backbone can learn at all
+    "supervised": Supervised,
     # Compositions from config alone (docs/combinations.md): motion-focused tubelets and
     # the motion-alignment loss on top of MoDist's / MSCL's terms.
     "modist+mcl": with_motion_focus(MoDist),
