@@ -57,3 +57,29 @@ def test_tiny_end_to_end(tmp_path):
     meta = (tmp_path / "work" / "build.json").stat().st_mtime
     bio.build(tmp_path / "work", bio.BuildParams(videos=2, frames=20, source="synthetic"))
     assert (tmp_path / "work" / "build.json").stat().st_mtime == meta
+
+
+def test_frame_reader_spans_bridge_small_gaps(tmp_path):
+    a = np.zeros((40, 4, 4, 3), np.uint8)  # 48 B frames
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("c8", data=a, chunks=(8, 4, 4, 3))
+        f.create_dataset("lzf", data=a, chunks=(8, 4, 4, 3), compression="lzf")
+    with h5py.File(path, "r") as f:
+        fb = 48
+        offs = [f["c8"].id.get_chunk_info_by_coord((k * 8, 0, 0, 0)).byte_offset
+                for k in range(5)]
+        at = lambda t: offs[t // 8] + (t % 8) * fb
+        bridged = FrameReader(path, merge_gap=fb)
+        # stride 2 inside one chunk: one range from the first to the last frame's end
+        assert bridged.spans("c8", np.arange(0, 8, 2), lambda: f["c8"]) == [(at(0), 7 * fb)]
+        apart = FrameReader(path, merge_gap=0)
+        assert apart.spans("c8", np.arange(0, 8, 2), lambda: f["c8"]) == [
+            (at(t), fb) for t in range(0, 8, 2)]
+        assert apart.spans("c8", np.arange(2, 6), lambda: f["c8"]) == [(at(2), 4 * fb)]
+        assert bridged.spans("lzf", np.arange(4), lambda: f["lzf"]) == []
+        # every requested frame lies inside some range
+        idx = np.array([1, 3, 17, 19, 33])
+        ranges = bridged.spans("c8", idx, lambda: f["c8"])
+        for t in idx:
+            assert any(o <= at(t) and at(t) + fb <= o + n for o, n in ranges)

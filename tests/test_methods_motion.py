@@ -109,3 +109,19 @@ def test_mscl_rotates_both_views_by_one_angle():
     model.training_step(_batch(), torch.Generator().manual_seed(1))
     assert len(seen) == 2 and torch.equal(seen[0], seen[1])
     assert ((seen[0] >= 1) & (seen[0] <= 8)).all()  # 36..288 degrees, never 0
+
+
+def test_mscl_draws_clips_with_mds_from_the_index():
+    from motionclr.datasets.samplers import MDSPair, RandomClip
+    model = MSCL(_cfg())
+    assert isinstance(model.sampler(), MDSPair) and model.needs_index
+    # the query comes from the chosen (high motion-change) starts only
+    chosen = [False] * 30  # clips of 16 frames at stride 2 in 60 frames: starts 0..29
+    chosen[9] = True
+    import numpy as np
+    q, k = model.sampler().starts(60, np.random.default_rng(0), {"mds_chosen": chosen})
+    assert q == 9 and k == 9
+    plain = MSCL(_cfg(sampler="random"))
+    assert isinstance(plain.sampler(), RandomClip) and not plain.needs_index
+    with pytest.raises(ValueError, match="valid"):
+        MSCL(_cfg(sampler="uniform"))

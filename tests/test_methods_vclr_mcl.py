@@ -294,6 +294,8 @@ def test_every_registered_method_runs_one_step(name):
     torch.manual_seed(0)
     cfg = _cfg()
     cfg.method.name = name
+    if name == "supervised":  # labels 0..N-1 in the fake batch
+        cfg.method.params = {**cfg.method.params, "num_classes": N}
     model = METHODS[name](cfg)
     assert model.name == name
     loss, logs = _step(model)

@@ -273,6 +273,16 @@ class ShardWorkload:
     def __getitem__(self, j):
         return self._sample(self.ds.read(self._plan(j)))
 
+    def disk_bytes(self, js) -> int:
+        """Bytes the read-ahead hints of items ``js`` cover (``FrameReader.spans``): what
+        the disk delivers for them, skipped frames inside a span included."""
+        total = 0
+        for j in js:
+            p = self._plan(j)
+            for reqs in p["reqs"].values():
+                total += sum(n for r in reqs for _, n in p["reader"].spans(*r))
+        return total
+
     def __getitems__(self, js):
         """A batch as the dataset serves one: hints for every clip first, then the reads."""
         plans = [self._plan(j) for j in js]
@@ -550,9 +560,14 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
     sh = res.get("shards", {})
     lines += [
         "",
-        "Cold reads against the raw read: `ShardClipDataset` reads only the clip's frames, "
-        f"so its clip MB/s ({_fmt(sh.get('1p_cold_mbs'))}) is its disk MB/s. The raw cold "
-        "read varied between "
+        "Cold reads against the raw read: `ShardClipDataset` copies only the clip's frames, "
+        "but its read-ahead hints cover each clip's whole frame span (a stride-2 clip skips "
+        "every other frame), so the disk delivers "
+        f"{_fmt(sh.get('disk_per_clip'), 2)}× the clip bytes: clip MB/s "
+        f"{_fmt(sh.get('1p_cold_mbs'))}, disk MB/s {_fmt(sh.get('1p_cold_disk_mbs'))}. "
+        "The target compares the disk rate with the raw read; the useful (clip) rate is "
+        f"{_fmt(100 * sh['1p_cold_mbs'] / raw['cold_mbs'] if sh.get('1p_cold_mbs') and raw.get('cold_mbs') else None)}% "
+        "of it. The raw cold read varied between "
         f"runs ({', '.join(str(r) for r in raw.get('cold_runs', []))} MB/s; the virtual "
         "disk's host appears to cache it), so cold ratios compare best with best.",
         "",
@@ -605,7 +620,7 @@ def targets(res: dict, sizes: dict) -> list[str]:
                      div(sh.get("1p_warm"), ff.get("1p_warm")), 50),
                 line(f"{label} vs JPEG folders, 1p warm",
                      div(sh.get("1p_warm"), jp.get("1p_warm")), 8),
-                line(f"{label} cold read rate (bytes it reads) vs the raw cold read",
+                line(f"{label} cold disk rate (bytes the disk delivers for its clips) vs the raw cold read",
                      div(sh.get("1p_cold_disk_mbs"), raw.get("cold_mbs")), 0.7, "{:.0%}"),
                 line(f"{label} through DL vs JPEG folders through DL, warm",
                      div(sh.get("dl_warm"), jp.get("dl_warm")), 1.5),
@@ -721,8 +736,11 @@ def main(argv: list[str] | None = None) -> int:
         if res["cold_ok"]:
             r["1p_cold"], r["1p_cold_mbs"], k = best(cold(
                 lambda: time_single(ds, res["cold_n"], float("inf"))))
-            if name == "shards":  # reads exactly the clip's frames
-                r["1p_cold_disk_mbs"] = r["1p_cold_mbs"]
+            if name == "shards":  # the disk also delivers the frames a span skips
+                k_cold = int(res["cold_n"])
+                clip_b = sum(_sample_bytes(ds[j]) for j in range(k_cold))
+                r["disk_per_clip"] = ds.disk_bytes(range(k_cold)) / clip_b
+                r["1p_cold_disk_mbs"] = r["1p_cold_mbs"] * r["disk_per_clip"]
         raw_read(files[name])  # warm this setting's files
         r["1p_warm"], r["1p_warm_mbs"], k = best(
             lambda: time_single(ds, len(items), args.seconds))

@@ -10,7 +10,7 @@ the demo exercises the same path as a real dataset. Same seed -> same videos.
 
 Why camera motion rather than an object moving over a background (the first version):
 with 56-px crops of 64-px frames the object's motion was not learnable from RGB even with
-labels (a supervised small3d reached 8 % test R@1, chance 12.5 %), and its flow revealed the
+labels (a supervised small3d: 8 % test R@1, chance 12.5 %), and its flow revealed the
 object's silhouette and position, which a cross-modal key can be matched by instead of
 motion (docs/benchmarks.md, methods section).
 """

@@ -222,6 +222,7 @@ class MotionFocusMixin:
     def __init__(self, cfg):
         super().__init__(cfg)
         p = cfg.method.params
+        self.needs_index = True  # the tubelet samplers read the motion index
         self.augment = motion_augment(cfg, p.get("motion_crop", True))
         self.sal_module = saliency_module(self.backbone, p.get("saliency_layer", ""))
         self.mal, self.epoch = mal_params(cfg), 0

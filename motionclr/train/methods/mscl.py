@@ -4,23 +4,30 @@ Ni et al., "Motion Sensitive Contrastive Learning for Self-supervised Video Repr
 ECCV 2022, https://arxiv.org/abs/2208.06105. Loss as MSCL's released config
 (docs/methods.md): seven clip-level InfoNCE terms (the rotated flow is a positive of the RGB
 clip there) plus LMCL, where each RGB time step must pick the same-time flow step among the
-clip's flow steps and all rotated-flow steps. MDS (motion differential sampling) is a
-sampler, not part of this class.
+clip's flow steps and all rotated-flow steps. Training clips come from MDS (motion
+differential sampling, ``MDSPair``): the query from the video's high-motion-change starts
+in the motion index, the key a bounded shift away, snapped to such a start.
 
 ``cfg.method.params`` keys (all optional, besides MoDist's):
     aug_flow_weights: [w_flow_aug, w_mx_aug] ([1, 1], MSCL's ``weight_aug_flow``).
     lmcl_weight: weight of LMCL (1.0); 0 switches it off.
     lmcl_temperature: tau of LMCL (``cfg.method.temperature``, 0.07 in MSCL).
     rotate_field: FRA also rotates the field spatially (False: vectors only, as MSCL).
+    sampler: "mds" (default, MSCL) or "random" (two independent random clips, as MoDist).
+    mds_max_shift: MDS key shift bound in frames (default clip_len * stride).
 """
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+from motionclr.datasets.samplers import MDSPair
 from motionclr.datasets.transforms import FlowRotation
 from motionclr.train.losses import (lmcl_loss, match_steps, mscl_global_terms,
                                     spatial_pool_steps)
 from motionclr.train.methods.modist import MoDist
+
+
+SAMPLERS = ("mds", "random")
 
 
 class MSCL(MoDist):
@@ -31,6 +38,10 @@ class MSCL(MoDist):
     def __init__(self, cfg):
         super().__init__(cfg)
         p = cfg.method.params
+        self.clip_sampler = p.get("sampler", "mds")
+        if self.clip_sampler not in SAMPLERS:
+            raise ValueError(f"method.params.sampler={self.clip_sampler!r}; valid: {SAMPLERS}")
+        self.needs_index = self.clip_sampler == "mds"  # MDS reads the motion index
         self.rotation = FlowRotation(rotate_field=bool(p.get("rotate_field", False)))
         self.aug_flow_weights = tuple(float(w) for w in p.get("aug_flow_weights", (1.0, 1.0)))
         self.lmcl_weight = float(p.get("lmcl_weight", 1.0))
@@ -39,6 +50,12 @@ class MSCL(MoDist):
         # map's per-step vectors to the flow encoder's width. Our backbones expose only the
         # last map, so the RGB side has that map's (coarser) time resolution.
         self.lmcl_neck = nn.Linear(self.backbone.out_dim, self.flow_encoder.out_dim)
+
+    def sampler(self):
+        if self.clip_sampler == "random":
+            return super().sampler()
+        c, shift = self.cfg.clip, self.cfg.method.params.get("mds_max_shift")
+        return MDSPair(c.clip_len, c.stride, max_shift=None if shift is None else int(shift))
 
     def embed_views(self, v1: dict, v2: dict, generator=None) -> dict:
         """MoDist's embeddings plus ``rot_q`` / ``rot_k`` / ``rot_q_out`` of the flow rotated
