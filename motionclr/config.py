@@ -97,6 +97,7 @@ class TrainCfg:
     amp: bool = True               # used on CUDA only
     run: str = ""                  # run directory; default runs/<dataset>-<method>
     log_every: int = 10
+    tensorboard: bool = True       # also write the logged values to <run>/tb (TensorBoard)
     knn_every: int = 0             # kNN monitor on eval.gallery -> eval.query every N epochs
 
 

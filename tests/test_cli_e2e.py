@@ -46,6 +46,14 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_root):
     assert "resuming" in res.stdout
     log = (run / "log.csv").read_text().splitlines()
     assert log[: len(first)] == first and {r.split(",")[0] for r in log[1:]} == {"0", "1"}
+    # TensorBoard holds the CSV's loss values at the CSV's steps, across the resume
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ev = EventAccumulator(str(run / "tb"))
+    ev.Reload()
+    rows = [dict(zip(log[0].split(","), r.split(","))) for r in log[1:]]
+    got = [(e.step, e.value) for e in ev.Scalars("train/loss")]
+    assert [s for s, _ in got] == [int(r["step"]) for r in rows]
+    assert all(abs(v - float(r["loss"])) < 1e-5 * max(1, abs(v)) for (_, v), r in zip(got, rows))
 
 
 def test_bad_config_key_fails_at_once_with_choices(tmp_path):

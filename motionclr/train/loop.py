@@ -173,6 +173,11 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
             print(f"pretrain: {run} is complete ({start_epoch} epochs)"
                   if start_epoch >= cfg.train.epochs else
                   f"pretrain: resuming {run} at epoch {start_epoch}")
+    tb = None
+    if rank == 0 and cfg.train.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+        # purge_step drops events a killed run wrote past its last checkpoint (as the CSV)
+        tb = SummaryWriter(str(run / "tb"), purge_step=start_epoch * ipe if start_epoch else None)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -189,6 +194,12 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
                                 rows, scaler, progress and rank == 0)
         if rank == 0:
             _append_log(run / "log.csv", rows)
+            if tb is not None:
+                for r in rows:
+                    for k, v in r.items():
+                        if k not in ("epoch", "step"):
+                            tb.add_scalar(f"train/{k}", v, r["step"])
+                tb.flush()
             _save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None, "epoch": epoch,
@@ -201,6 +212,8 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
             knn_monitor(model, stage, cfg, device, epoch, run / "knn.csv")
         if not math.isfinite(means.get("loss", 0.0)):
             raise FloatingPointError("non-finite mean loss")
+    if tb is not None:
+        tb.close()
     if world > 1:
         torch.distributed.barrier()
     return run
