@@ -103,6 +103,15 @@ def encode_video(frames: np.ndarray, path: Path, fps: int = 25) -> None:
     tmp.replace(path)
 
 
+def is_current(root: str | Path) -> bool:
+    """Whether ``root`` holds a dataset written by this generator version (any size)."""
+    marker = Path(root) / "synthetic.json"
+    try:
+        return json.loads(marker.read_text()).get("version") == VERSION
+    except (OSError, ValueError):
+        return False
+
+
 def generate(root: str | Path, groups: int = 6, clips: int = 4, test_groups: int | None = None,
              n_frames: int = 32, size: tuple[int, int] = (128, 96), seed: int = 0) -> Path:
     """Write the dataset under ``root`` in the UCF101 layout; returns ``root``.
