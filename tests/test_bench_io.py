@@ -83,3 +83,15 @@ def test_frame_reader_spans_bridge_small_gaps(tmp_path):
         ranges = bridged.spans("c8", idx, lambda: f["c8"])
         for t in idx:
             assert any(o <= at(t) and at(t) + fb <= o + n for o, n in ranges)
+
+
+def test_disjoint_items_never_overlap_within_a_video():
+    from motionclr.bench.io_readers import disjoint_items, workload
+    videos = [{"n_frames": 150}, {"n_frames": 40}]
+    items = workload(videos, 200, 16, 2, seed=0)
+    out = disjoint_items(items, per_video=3)
+    assert out == [it for it in items if it in out]      # the workload's order is kept
+    for v, most in ((0, 3), (1, 1)):                   # 40 frames hold one 31-frame span
+        spans = sorted((int(ix[0]), int(ix[-1])) for _, i, ix in out if i == v)
+        assert len(spans) == most
+        assert all(b[0] > a[1] + 1 for a, b in zip(spans, spans[1:]))

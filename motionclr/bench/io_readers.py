@@ -37,6 +37,21 @@ def workload(videos: list[dict], n: int, clip_len: int, stride: int, seed: int):
     return items[:n]
 
 
+def disjoint_items(items: list, per_video: int) -> list:
+    """Up to ``per_video`` items per video whose frame spans do not overlap, kept in the
+    workload's order: a cold run over them never reads a byte a previous clip brought in
+    (beyond the kernel's own read-ahead), so it can be longer than one clip per video."""
+    spans: dict[int, list] = {}
+    out = []
+    for e, i, idx in items:
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        mine = spans.setdefault(i, [])
+        if len(mine) < per_video and all(hi + 1 < a or b + 1 < lo for a, b in mine):
+            mine.append((lo, hi))
+            out.append((e, i, idx))
+    return out
+
+
 class ShardWorkload:
     """Our reader: ``ShardClipDataset.__getitem__`` at the workload's (epoch, index)."""
 

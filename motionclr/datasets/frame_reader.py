@@ -27,7 +27,7 @@ class FrameReader:
     ``ShardClipDataset`` reads every clip through it (measured in docs/benchmarks.md).
     """
 
-    def __init__(self, path: Path, known: dict | None = None, merge_gap: int = 256 << 10):
+    def __init__(self, path: Path, known: dict | None = None, merge_gap: int = 0):
         """``known``: key -> (frames per chunk, chunk offsets, frame shape, dtype) recorded
         at pack time (the manifest), so cold reads need no HDF5 metadata reads at all.
         ``merge_gap``: read-ahead hints bridge gaps of up to this many bytes (``spans``)."""
@@ -94,11 +94,10 @@ class FrameReader:
         """Ask the kernel to start reading ``idx``'s bytes now (``POSIX_FADV_WILLNEED``).
 
         Hinting a whole batch of clips before reading any keeps many requests in flight.
-        The hint covers each clip's frames as few large ranges (``spans``): a stride-2 clip
-        is one range over its 31-frame span instead of 16 separate 65 KB requests. On the
-        disk measured here (docs/benchmarks.md, io) the per-request cost outweighs reading
-        the skipped frames; the reads themselves still copy only the clip's own frames.
-        Costs one syscall per range when everything is cached already.
+        ``merge_gap`` > 0 bridges small gaps (a stride-2 clip as one range over its span);
+        on the disk measured here that was slower (docs/benchmarks.md, io notes), so the
+        default hints exactly the clip's frames. Costs one syscall per range when
+        everything is cached already.
         """
         if not hasattr(os, "posix_fadvise"):
             return
