@@ -91,9 +91,7 @@ class ShardWorkload:
         """A batch as the dataset serves one: hints for every clip first, then the reads."""
         plans = [self._plan(j) for j in js]
         for p in plans:
-            for reqs in p["reqs"].values():
-                for r in reqs:
-                    p["reader"].advise(*r)
+            self.ds.advise(p)
         return [self._sample(self.ds.read(p)) for p in plans]
 
 
@@ -256,9 +254,7 @@ def hint_all_then_read(ds: "ShardWorkload", n: int) -> tuple[float, int]:
     plans = [ds._plan(j) for j in range(min(n, len(ds)))]
     t0 = time.perf_counter()
     for p in plans:
-        for reqs in p["reqs"].values():
-            for r in reqs:
-                p["reader"].advise(*r)
+        ds.ds.advise(p)
     nbytes = sum(_sample_bytes(ds._sample(ds.ds.read(p))) for p in plans)
     return time.perf_counter() - t0, nbytes
 

@@ -172,11 +172,16 @@ class ShardClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         return self.read(self.plan(i))
 
+    @staticmethod
+    def advise(p: dict) -> None:
+        """Ask the kernel to start reading plan ``p``'s bytes (``FrameReader.advise``)."""
+        for reqs in p["reqs"].values():
+            for r in reqs:
+                p["reader"].advise(*r)
+
     def __getitems__(self, indices: list[int]) -> list[dict]:
         """A batch (DataLoader calls this): hint every clip's bytes, then read them."""
         plans = [self.plan(i) for i in indices]
         for p in plans:
-            for reqs in p["reqs"].values():
-                for r in reqs:
-                    p["reader"].advise(*r)
+            self.advise(p)
         return [self.read(p) for p in plans]
