@@ -50,6 +50,7 @@ class PipelineCfg:
     shard_mb: int = 1024           # target shard size
     shard: str = ""                # "i/n": process only slice i of n (job arrays)
     compression: str = "none"      # none | lzf | gzip  (for the flow dataset)
+    time_phases: int = 2           # shard frames stored phase-major: a stride-P clip is one read
 
 
 @dataclass

@@ -136,3 +136,35 @@ def test_shard_slices_then_pack(tmp_path):
     with pytest.raises(ValueError, match="i/n"):
         run_flow_stage(load_config(None, over + ["pipeline.shard=3", "data.limit=1"]),
                        progress=False)
+
+
+def test_shards_are_phase_major(tiny_stage):
+    """Frames of each stride-2 phase lie back to back in the shard file, so a stride-2 clip
+    is one byte range per modality and a stride-1 clip two; the manifest records the chunk
+    offsets as runs, and the reader returns the time-ordered frames either way."""
+    from motionclr.datasets.frame_reader import FrameReader
+    from motionclr.datasets.shard_dataset import ShardClipDataset
+    cfg, stage = tiny_stage
+    assert cfg.pipeline.time_phases == 2
+    man = json.loads((stage / "manifest.json").read_text())
+    known = ShardClipDataset._layouts(man)
+    for v in man["videos"]:
+        rgb, flow_q, _ = read_video(stage, v["video_id"])
+        reader = FrameReader(stage / v["shard"], known[v["shard"]])
+        with h5py.File(stage / v["shard"], "r") as f:
+            g = f["videos"][v["video_id"]]
+            for m, arr in (("rgb", rgb), ("flow", flow_q)):
+                chunk, runs = v["layout"][m]
+                assert chunk == 1 and len(runs) == 2  # one run per phase
+                fb = arr[0].nbytes
+                # the manifest's runs decode to HDF5's own chunk offsets
+                assert np.array_equal(FrameReader.decode_offsets(runs, fb),
+                                      FrameReader.table(g[m])[1])
+                get = lambda: g[m]  # noqa: E731 (only called without a manifest table)
+                for idx, ranges in ((np.arange(1, 10, 2), 1), (np.arange(0, 8, 2), 1),
+                                    (np.arange(2, 9), 2), (np.array([7, 0, 7, 3]), 3)):
+                    spans = reader.spans((v["video_id"], m), idx, get)
+                    assert len(spans) == ranges, (m, idx, spans)
+                    assert sum(n for _, n in spans) == len(set(idx.tolist())) * fb
+                    got = reader.read((v["video_id"], m), idx, get)
+                    assert np.array_equal(got, arr[idx]), (m, idx)

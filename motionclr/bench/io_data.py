@@ -18,7 +18,7 @@ import cv2
 import h5py
 import numpy as np
 
-BUILD_VERSION = 3  # bump when the on-disk layout written below changes (3: chunk layouts)
+BUILD_VERSION = 4  # bump when the on-disk layout written below changes (4: phase-major)
 
 
 # ----------------------------------------------------------------------------- data set
@@ -32,7 +32,8 @@ class BuildParams:
     flow: str = "farneback"
     bound: float = 20.0
     jpeg_quality: int = 95
-    chunk_frames: int = 8          # the project's shard default
+    chunk_frames: int = 8          # frames per chunk of the parts and compact files
+    time_phases: int = 2           # the project's shard default (pipeline.time_phases)
     shard_mb: int = 1024           # the project's shard default
     seed: int = 0
 
@@ -141,15 +142,24 @@ def build(work: Path, p: BuildParams, log=print) -> dict:
     for f in compact_files.values():
         f.close()
     t = time.perf_counter()
-    where = shards.pack_shards(work / "shards", [v["video_id"] for v in videos], p.shard_mb)
+    where = shards.pack_shards(work / "shards", [v["video_id"] for v in videos], p.shard_mb,
+                               p.time_phases)
     timing["shards"] += time.perf_counter() - t
-    shutil.rmtree(work / "shards" / "parts")
     for v in videos:
         v["shard"] = where[v["video_id"]]
-    shards.add_layouts(work / "shards", videos)
-    manifest = {"stage": "bench-io", "bound": p.bound, "classes": ["bench"], "videos": videos,
-                "failed": []}
-    (work / "shards" / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    # The same shards with frames in time order (time_phases 1), what the phase-major
+    # layout is measured against.
+    (work / "shards-time").mkdir()
+    os.symlink("../shards/parts", work / "shards-time" / "parts")
+    shards.pack_shards(work / "shards-time", [v["video_id"] for v in videos], p.shard_mb, 1)
+    (work / "shards-time" / "parts").unlink()
+    shutil.rmtree(work / "shards" / "parts")
+    for d in ("shards", "shards-time"):
+        vs = [dict(v) for v in videos]
+        shards.add_layouts(work / d, vs)
+        manifest = {"stage": "bench-io", "bound": p.bound, "classes": ["bench"],
+                    "videos": vs, "failed": []}
+        (work / d / "manifest.json").write_text(json.dumps(manifest, indent=1))
     meta = {"params": stamp, "timing": timing, "build_s": time.perf_counter() - t0,
             "videos": videos}
     meta_path.write_text(json.dumps(meta, indent=1))
@@ -175,14 +185,15 @@ def disk_sizes(work: Path, meta: dict) -> dict:
     n_rgb = sum(v["n_frames"] for v in meta["videos"])
     n_flow = n_rgb - len(meta["videos"])
     out = {}
-    rgb_b = flow_b = 0
-    shard_files = sorted((work / "shards").glob("shard-*.h5"))
-    for sf in shard_files:
-        with h5py.File(sf, "r") as f:
-            for g in f["videos"].values():
-                rgb_b += g["rgb"].id.get_storage_size()
-                flow_b += g["flow"].id.get_storage_size()
-    out["shards"] = (rgb_b / n_rgb, flow_b / n_flow, _file_bytes(shard_files))
+    for d in ("shards", "shards-time"):
+        shard_files = sorted((work / d).glob("shard-*.h5"))
+        rgb_b = flow_b = 0
+        for sf in shard_files:
+            with h5py.File(sf, "r") as f:
+                for g in f["videos"].values():
+                    rgb_b += g["rgb"].id.get_storage_size()
+                    flow_b += g["flow"].id.get_storage_size()
+        out[d] = (rgb_b / n_rgb, flow_b / n_flow, _file_bytes(shard_files))
     for codec in ("zstd", "lz4"):
         path = work / f"compact-{codec}.h5"
         rgb_b = flow_b = 0

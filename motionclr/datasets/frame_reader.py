@@ -13,6 +13,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+try:
+    _IOV_MAX = os.sysconf("SC_IOV_MAX")
+except (AttributeError, ValueError, OSError):
+    _IOV_MAX = 1024
+
 
 class FrameReader:
     """Frames of uncompressed HDF5 datasets read with ``os.preadv`` straight into the output.
@@ -20,8 +25,10 @@ class FrameReader:
     h5py stays for metadata only: per dataset the byte offset of every chunk is looked up
     once (``get_chunk_info_by_coord``; contiguous layout: ``get_offset``), then frame t of a
     chunk of c frames is the byte range ``chunk_offset[t // c] + (t % c) * frame_bytes``.
-    Runs of adjacent frames (stride 1) become one read. A strided clip reads only its own
-    frames (16 of the 31 it spans), with one copy (page cache -> output) and no HDF5
+    Frames adjacent in the *file* become one ``preadv`` that scatters them into their slots
+    of the output, whatever their order in the clip: in a phase-major shard
+    (``motionclr.pipeline.shards``) a stride-2 clip is one read, a stride-1 clip two. Only
+    the clip's own frames are read, with one copy (page cache -> output) and no HDF5
     hyperslab machinery, chunk cache or gather copy. Compressed datasets fall back to a
     contiguous h5py range read. The file descriptor is opened lazily per process.
     ``ShardClipDataset`` reads every clip through it (measured in docs/benchmarks.md).
@@ -63,8 +70,12 @@ class FrameReader:
             self._fd, self._pid, self._tables = os.open(self.path, os.O_RDONLY), os.getpid(), {}
         if key not in self._tables:
             k = self.known.get(key)
-            self._tables[key] = ((k[0], np.asarray(k[1], np.int64), tuple(k[2]), np.dtype(k[3]))
-                                 if k is not None else self.table(get_ds()))
+            if k is not None:
+                shape, dtype = tuple(k[2]), np.dtype(k[3])
+                cb = int(k[0]) * int(np.prod(shape)) * dtype.itemsize
+                self._tables[key] = (int(k[0]), self.decode_offsets(k[1], cb), shape, dtype)
+            else:
+                self._tables[key] = self.table(get_ds())
         tab = self._tables[key]
         if tab is None:
             return None, None, 0
@@ -73,10 +84,42 @@ class FrameReader:
         return tab, offs[idx // c] + (idx % c) * fb, fb
 
     @staticmethod
+    def encode_offsets(offs, chunk_bytes: int) -> list[list[int]]:
+        """Chunk offsets as runs ``[first chunk, step, byte offset, count]``: chunks
+        first, first+step, ... lying back to back in the file. A phase-major video is P
+        runs per modality, so the manifest stays small for any number of frames."""
+        offs = np.asarray(offs, np.int64)
+        order = np.argsort(offs, kind="stable")
+        runs: list[list[int]] = []
+        for k in order.tolist():
+            if runs:
+                first, step, off, n = runs[-1]
+                nxt = first + step * n
+                if off + n * chunk_bytes == offs[k] and (n == 1 and k > first or k == nxt):
+                    runs[-1] = [first, k - first if n == 1 else step, off, n + 1]
+                    continue
+            runs.append([k, 1, int(offs[k]), 1])
+        return runs
+
+    @staticmethod
+    def decode_offsets(runs, chunk_bytes: int) -> np.ndarray:
+        """Inverse of ``encode_offsets``; a plain list of offsets passes through."""
+        if not runs or not isinstance(runs[0], (list, tuple)):
+            return np.asarray(runs, np.int64)  # manifests written before runs
+        n = max(first + step * (count - 1) for first, step, _, count in runs) + 1
+        offs = np.full(n, -1, np.int64)
+        for first, step, off, count in runs:
+            offs[first:first + step * count:step] = off + np.arange(count) * chunk_bytes
+        if (offs < 0).any():
+            raise ValueError("chunk offset runs do not cover every chunk")
+        return offs
+
+    @staticmethod
     def _runs(pos: np.ndarray, fb: int):
-        """(first, end) index pairs of runs of frames adjacent in the file."""
-        breaks = np.flatnonzero(np.diff(pos) != fb) + 1
-        return zip(np.r_[0, breaks], np.r_[breaks, len(pos)])
+        """Frame indices grouped into runs adjacent in the file, each in file order."""
+        order = np.argsort(pos, kind="stable")
+        breaks = np.flatnonzero(np.diff(pos[order]) != fb) + 1
+        return np.split(order, breaks)
 
     def spans(self, key, idx, get_ds) -> list[tuple[int, int]]:
         """(byte offset, length) ranges that cover ``idx``'s frames, gaps of up to
@@ -126,7 +169,10 @@ class FrameReader:
             out = np.empty((len(idx),) + tab[2], tab[3])
         elif not out.flags.c_contiguous or out.shape != (len(idx),) + tab[2]:
             raise ValueError(f"out must be C-contiguous {(len(idx),) + tab[2]}")
-        for a, b in self._runs(pos, fb):
-            if os.preadv(self._fd, [out[a:b]], int(pos[a])) != (b - a) * fb:
-                raise OSError(f"short read from {self.path}")
+        for run in self._runs(pos, fb):
+            for j in range(0, len(run), _IOV_MAX):  # preadv takes at most IOV_MAX buffers
+                part = run[j:j + _IOV_MAX]
+                if os.preadv(self._fd, [out[i] for i in part], int(pos[part[0]])) \
+                        != len(part) * fb:
+                    raise OSError(f"short read from {self.path}")
         return out

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-FORMAT_VERSION = 1  # bump when the shard layout or quantisation changes
+FORMAT_VERSION = 2  # bump when the shard layout or quantisation changes
 
 
 def stable_hash(obj, n: int = 12) -> str:

@@ -52,7 +52,8 @@ def stage_params(cfg: Config) -> dict:
                        "max_frames": cfg.decode.max_frames},
             "flow": {"method": cfg.flow.method, "bound": cfg.flow.bound,
                      "params": cfg.flow.params},
-            "storage": {"compression": cfg.pipeline.compression},
+            "storage": {"compression": cfg.pipeline.compression,
+                        "time_phases": cfg.pipeline.time_phases},
             "versions": library_versions(cfg.flow.method)}
 
 
@@ -297,7 +298,8 @@ def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: di
     done = [e for e in entries if shards.part_status(parts_dir, e.video_id) == "done"]
     failed = [shards.read_failure(parts_dir, e.video_id) for e in entries
               if shards.part_status(parts_dir, e.video_id) == "failed"]
-    where = shards.pack_shards(out, [e.video_id for e in done], cfg.pipeline.shard_mb)
+    where = shards.pack_shards(out, [e.video_id for e in done], cfg.pipeline.shard_mb,
+                               cfg.pipeline.time_phases)
     member = _split_membership(cfg)
     import h5py
     videos = []

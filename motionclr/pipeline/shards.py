@@ -8,7 +8,11 @@ Layout of a stage directory::
     manifest.json             videos -> (shard, frames, label, splits), failures, config
 
 ``rgb`` is ``(T, H, W, 3)`` uint8 and ``flow`` ``(T-1, H, W, 2)`` uint8 (see
-``motionclr.flow.quantize``), both chunked along time so a clip touches few chunks.
+``motionclr.flow.quantize``). In a shard every frame is its own chunk and the chunks lie in
+the file **phase-major** (``time_phases`` P: frames 0, P, 2P, ... then 1, P+1, ...): the
+logical arrays stay in time order for every HDF5 reader, while a clip at stride P is one
+contiguous byte range and a stride-1 clip P ranges, so a cold clip read is one disk request
+per modality instead of one per frame (docs/benchmarks.md, io section).
 """
 from __future__ import annotations
 
@@ -138,12 +142,39 @@ def read_failure(parts_dir: Path, video_id: str) -> dict:
     return json.loads((parts_dir / f"{video_key(video_id)}.failed.json").read_text())
 
 
-def pack_shards(stage_dir: Path, video_ids: list[str], shard_mb: int = 1024) -> dict[str, str]:
-    """Copy finished parts into shards of about ``shard_mb`` MB, in ``video_ids`` order.
+def phase_order(n: int, phases: int) -> np.ndarray:
+    """Frame indices in the order their chunks are written: 0, P, 2P, ..., 1, P+1, ..."""
+    return np.concatenate([np.arange(k, n, phases) for k in range(min(phases, max(n, 1)))])
+
+
+def _copy_video(src, parent, name: str, phases: int) -> None:
+    """Copy a part's ``video`` group, uncompressed datasets re-chunked per frame and
+    written phase-major (``write_direct_chunk`` allocates each chunk at the end of the
+    file, in call order); compressed ones (read through h5py anyway) copied as they are."""
+    g = parent.create_group(name)
+    for k, v in src.attrs.items():
+        g.attrs[k] = v
+    for m, ds in src.items():
+        if ds.compression is not None:
+            src.copy(ds, g, name=m)
+            continue
+        a = ds[()]
+        out = g.create_dataset(m, shape=a.shape, dtype=a.dtype, chunks=(1,) + a.shape[1:])
+        zero = (0,) * (a.ndim - 1)
+        for t in phase_order(len(a), phases):
+            out.id.write_direct_chunk((int(t),) + zero, a[t].tobytes())
+
+
+def pack_shards(stage_dir: Path, video_ids: list[str], shard_mb: int = 1024,
+                time_phases: int = 2) -> dict[str, str]:
+    """Copy finished parts into shards of about ``shard_mb`` MB, in ``video_ids`` order,
+    frames stored phase-major (``time_phases``, see the module docstring).
 
     Each shard is written under a temporary name and renamed when complete, so a reader
     never sees a half-written shard. Returns video_id -> shard file name.
     """
+    if int(time_phases) < 1:
+        raise ValueError(f"pipeline.time_phases must be >= 1, got {time_phases}")
     parts_dir = stage_dir / "parts"
     need = sum((parts_dir / f"{video_key(v)}.h5").stat().st_size for v in video_ids)
     free = shutil.disk_usage(stage_dir).free
@@ -161,12 +192,14 @@ def pack_shards(stage_dir: Path, video_ids: list[str], shard_mb: int = 1024) -> 
             return
         name = f"shard-{shard_idx:05d}.h5"
         tmp = stage_dir / f"{name}.{os.getpid()}.tmp"
-        with h5py.File(tmp, "w") as dst:
+        # v1.10 format: a fixed-size dataset's chunk index is allocated when it is created;
+        # 1 MB metadata blocks: object headers do not land between a video's chunks.
+        with h5py.File(tmp, "w", libver=("v110", "v110"), meta_block_size=1 << 20) as dst:
             videos = dst.create_group("videos")
             for vid in batch:
                 with h5py.File(parts_dir / f"{video_key(vid)}.h5", "r") as src:
                     parent = videos.require_group(os.path.dirname(vid)) if "/" in vid else videos
-                    src.copy(src["video"], parent, name=os.path.basename(vid))
+                    _copy_video(src["video"], parent, os.path.basename(vid), time_phases)
                 where[vid] = name
         os.replace(tmp, stage_dir / name)
         shard_idx += 1
@@ -188,14 +221,17 @@ def pack_shards(stage_dir: Path, video_ids: list[str], shard_mb: int = 1024) -> 
 
 
 def chunk_layout(group) -> dict:
-    """{modality: [frames per chunk, chunk byte offsets]} of a packed video, for the
-    manifest: readers then need no HDF5 metadata reads (compressed data: left out)."""
+    """{modality: [frames per chunk, chunk offset runs]} of a packed video, for the
+    manifest: readers then need no HDF5 metadata reads (compressed data: left out).
+    Runs (``FrameReader.encode_offsets``) keep it to a few numbers per video."""
     from motionclr.datasets.frame_reader import FrameReader
     layout = {}
     for m in ("rgb", "flow"):
         tab = FrameReader.table(group[m])
         if tab is not None:
-            layout[m] = [int(tab[0]), tab[1].tolist()]
+            c, offs, shape, dtype = tab
+            chunk_bytes = c * int(np.prod(shape)) * np.dtype(dtype).itemsize
+            layout[m] = [int(c), FrameReader.encode_offsets(offs, chunk_bytes)]
     return layout
 
 
