@@ -153,16 +153,17 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         return _fmt(100 * x if x else None)
     lines += [
         "",
-        "Cold reads against the raw read, paired: each of "
-        f"{len(pr.get('pairs', []))} repeats drops the page cache, reads the shard files "
-        "end to end, drops it again and reads "
-        f"{pr.get('clips', '–')} clips whose frame spans do not overlap (up to 3 per video) "
-        "through `ShardClipDataset`; the ratio is taken within each pair, because the "
-        "virtual disk's speed drifts between runs (its host caches it). Runs (raw MB/s; "
-        "reader MB/s; the same clips with every hint issued first; the reader on the "
-        "time-ordered shards): "
-        + ", ".join(f"({a:,.0f}; {c:,.0f}; {d:,.0f}; {e:,.0f})"
-                    for a, _, c, d, e in pr.get("pairs", []))
+        "Cold reads against the raw read: each of "
+        f"{len(pr.get('pairs', []))} repeats reads {pr.get('clips', '–')} clips whose frame "
+        "spans do not overlap (up to 3 per video) three ways, each run bracketed by raw "
+        "reads of the shard files end to end and compared with their mean, the page cache "
+        "dropped before every run: the virtual disk's speed drifts between runs (its host "
+        "caches what the guest read lately), and this way every clip run follows a raw read "
+        "and every raw read a clip run. Repeats (raw MB/s around the reader; reader MB/s; "
+        "the same clips with every hint issued first; the reader on the time-ordered "
+        "shards): "
+        + ", ".join(f"({p['reader_raw']:,.0f}; {p['reader']:,.0f}; {p['ceiling']:,.0f}; "
+                    f"{p['time']:,.0f})" for p in pr.get("pairs", []))
         + f". Median reader/raw {pct(pr.get('ratio'))}%, time-ordered shards/raw "
         f"{pct(pr.get('time_ratio'))}%. "
         "The third number is a ceiling for the access pattern (every clip's ranges in "
@@ -227,7 +228,7 @@ def targets(res: dict, sizes: dict) -> list[str]:
                      div(sh.get("1p_warm"), ff.get("1p_warm")), 50),
                 line(f"{label} vs JPEG folders, 1p warm",
                      div(sh.get("1p_warm"), jp.get("1p_warm")), 8),
-                line(f"{label} cold read rate vs the raw cold read (median of paired runs)",
+                line(f"{label} cold read rate vs the raw cold read around it (median of repeats)",
                      res.get("paired", {}).get("ratio"), 0.7, "{:.0%}"),
                 line(f"{label} through DL vs JPEG folders through DL, warm",
                      div(sh.get("dl_warm"), jp.get("dl_warm")), 1.5),
@@ -276,6 +277,8 @@ def parse(argv):
                     help="each timing is repeated and the best kept (shared machines are noisy)")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers (0: skip DL)")
     ap.add_argument("--no-cold", action="store_true", help="skip page-cache-dropped runs")
+    ap.add_argument("--cold-pairs", type=int, default=7,
+                    help="repeats of the paired cold comparison with the raw read")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
 
@@ -321,32 +324,40 @@ def main(argv: list[str] | None = None) -> int:
     res["raw"] = {"warm_mbs": total / best / 1e6}
     res["cold_ok"] = (not args.no_cold) and drop_caches()
     if res["cold_ok"]:
-        # Paired: each repeat drops the cache before a raw read of the shard files and
-        # again before our reader's cold run over disjoint clips (up to 3 per video, so the
-        # run lasts about as long as the raw read), and the ratio is taken per pair: the
-        # virtual disk's speed drifts between runs (its host caches it), within a pair less.
+        # Over disjoint clips (up to 3 per video, so a run lasts about as long as the raw
+        # read). Every clip run is bracketed by raw reads (raw, reader, raw, ceiling, raw,
+        # time-ordered, raw, ...) and compared with their mean, the page cache dropped
+        # before each run: the disk's speed drifts (its host caches what the guest read
+        # lately, which dropping the guest's cache does not undo), and this way every clip
+        # run follows a raw read and every raw read a clip run.
         cold_items = disjoint_items(items, 3)
         cold_ds, time_ds = (ShardWorkload(work / d, cold_items, args.clip_len, args.stride,
                                           args.seed) for d in ("shards", "shards-time"))
         disk = cold_ds.disk_bytes(range(len(cold_items)))  # the same every repeat
+
+        def cold_mbs(fn):  # MB/s of the bytes the disk delivers
+            drop_caches()
+            el, nb = fn()
+            return (disk if fn is not raw else nb) / el / 1e6
+        runs = {"reader": lambda: time_single(cold_ds, len(cold_items), float("inf"))[1:],
+                "ceiling": lambda: hint_all_then_read(cold_ds, len(cold_items)),
+                "time": lambda: time_single(time_ds, len(cold_items), float("inf"))[1:]}
+        raw = lambda: raw_read(shard_files)  # noqa: E731
+        before = cold_mbs(raw)
         pairs = []
-        for _ in range(max(1, args.repeats)):
-            drop_caches()
-            el, nb = raw_read(shard_files)
-            drop_caches()
-            k, el2, nb2 = time_single(cold_ds, len(cold_items), float("inf"))
-            drop_caches()
-            el3, nb3 = hint_all_then_read(cold_ds, len(cold_items))
-            drop_caches()
-            k, el4, nb4 = time_single(time_ds, len(cold_items), float("inf"))
-            pairs.append((nb / el / 1e6, nb2 / el2 / 1e6, disk / el2 / 1e6, nb3 / el3 / 1e6,
-                          nb4 / el4 / 1e6))
-        res["raw"]["cold_mbs"] = max(p[0] for p in pairs)
-        res["raw"]["cold_runs"] = [round(p[0]) for p in pairs]
-        res["paired"] = {"clips": len(cold_items), "pairs": pairs,
-                         "ratio": float(np.median([p[2] / p[0] for p in pairs])),
-                         "pattern_ratio": float(np.median([p[2] / p[3] for p in pairs])),
-                         "time_ratio": float(np.median([p[4] / p[0] for p in pairs]))}
+        for _ in range(max(1, args.cold_pairs)):
+            rep = {}
+            for name, fn in runs.items():
+                rep[name] = cold_mbs(fn)
+                after = cold_mbs(raw)
+                rep[name + "_raw"] = (before + after) / 2
+                before = after
+            pairs.append(rep)
+        res["raw"]["cold_mbs"] = max(p["reader_raw"] for p in pairs)
+        res["paired"] = {"clips": len(cold_items), "pairs": pairs, **{
+            k: float(np.median([p[a] / p[b] for p in pairs])) for k, a, b in (
+                ("ratio", "reader", "reader_raw"), ("time_ratio", "time", "time_raw"),
+                ("pattern_ratio", "reader", "ceiling"))}}
     def best(fn):  # best of --repeats: (clips/s, MB/s, clips) of the fastest run
         runs = []
         for _ in range(max(1, args.repeats)):
