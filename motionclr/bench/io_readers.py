@@ -275,3 +275,37 @@ def raw_read(files: list[Path], block: int = 8 << 20) -> tuple[float, int]:
     return time.perf_counter() - t0, total
 
 
+
+
+def random_read(files: list[Path], n: int, req: int = 1 << 20, depth: int = 1,
+                seed: int = 0) -> tuple[float, int]:
+    """The disk's own rate for random ``req``-byte reads: ``n`` aligned ranges of
+    ``files`` read with ``O_DIRECT`` (no page cache, so neither its CPU cost nor
+    read-ahead counts) by ``depth`` threads, i.e. up to ``depth`` requests in flight.
+    Where ``O_DIRECT`` is refused (tmpfs), buffered reads with ``POSIX_FADV_RANDOM``.
+    Returns (seconds, bytes)."""
+    import mmap
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(seed)
+    slots = [(p, k * req) for p in files for k in range(p.stat().st_size // req)]
+    picks = [slots[i] for i in rng.choice(len(slots), min(n, len(slots)), replace=False)]
+    fds = {}
+    for p in files:
+        try:
+            fds[p] = os.open(p, os.O_RDONLY | getattr(os, "O_DIRECT", 0))
+        except OSError:
+            fds[p] = os.open(p, os.O_RDONLY)
+            os.posix_fadvise(fds[p], 0, 0, os.POSIX_FADV_RANDOM)
+    bufs = [mmap.mmap(-1, req) for _ in range(depth)]  # page-aligned, as O_DIRECT needs
+
+    def one(j):
+        p, off = picks[j]
+        return os.preadv(fds[p], [bufs[j % depth]], off)
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(depth) as ex:
+            total = sum(ex.map(one, range(len(picks))))
+        return time.perf_counter() - t0, total
+    finally:
+        for fd in fds.values():
+            os.close(fd)
