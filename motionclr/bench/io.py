@@ -193,22 +193,34 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         "",
         "Notes:",
         "",
-        "- The read path: `FrameReader` (`motionclr/datasets/frame_reader.py`) looks up each "
-        "video's chunk offsets once, then `preadv`s exactly the clip's frames into the "
-        "output; h5py's hyperslab path (read the 31-frame span of a stride-2 clip, gather 16) "
-        "measured 3-4x slower here, and a worker-side transpose to (C,T,H,W) halved the "
-        "rate again, so samples stay channel-last and `batch_to_device` permutes them on "
-        "the device.",
-        "- Cold reads: `FrameReader.advise` (`POSIX_FADV_WILLNEED`) is called for every clip of "
-        "a batch before any is read (`__getitems__`, which `DataLoader` uses), so the disk "
-        "has several requests in flight instead of one clip's latency at a time. Tried and "
-        "measured slower here (scratch runs, same session, same disk): hinting each clip's "
-        "whole span so stride-2 gaps are read too (`FrameReader(merge_gap=...)`; cold clip "
-        "MB/s 512-585 against 781-954 with per-frame hints), and reading a batch's clips "
-        "from 4 threads (cold +5-9 %, warm -12 %); both are left off.",
-        "- h5py strided slicing (`ds[a:b:2]`) on these 8-frame chunks ran at about 10 clips/s "
-        "in a separate micro-benchmark, 100× slower than reading the range; the shard "
-        "reader avoids it.",
+        "- The read path: `FrameReader` (`motionclr/datasets/frame_reader.py`) takes each "
+        "video's chunk offsets from the manifest (a few runs per video), then `preadv`s "
+        "exactly the clip's frames into the output, one call per range of frames adjacent "
+        "in the file; h5py's hyperslab path (read the 31-frame span of a stride-2 clip, "
+        "gather 16) measured 3-4x slower here, and a worker-side transpose to (C,T,H,W) "
+        "halved the rate again, so samples stay channel-last and `batch_to_device` permutes "
+        "them on the device.",
+        "- Phase-major shards (`pipeline.time_phases`, default 2; `motionclr/pipeline/"
+        "shards.py`): every frame is its own HDF5 chunk, written even frames first, then odd "
+        "ones, so the arrays stay in time order for any HDF5 reader while a stride-2 clip is "
+        "one byte range per modality and a stride-1 clip two. Against the same shards in "
+        "time order (the row above) it reads faster warm (fewer, larger `preadv`s) and cold "
+        "(one disk request per clip and modality instead of 16).",
+        "- Cold reads: `ShardClipDataset.advise` (`POSIX_FADV_WILLNEED`) is called for every "
+        "clip of a batch before any is read (`__getitems__`, which `DataLoader` uses), so the "
+        "disk has several requests in flight. On this virtual disk that does not matter much: "
+        "random 1 MiB reads run at the same rate with 1 or 8 in flight (table above), i.e. it "
+        "serves one request at a time, and at about half the rate of the sequential read, "
+        "which its host reads ahead. A clip workload is random reads, so its cold ceiling "
+        "here is that random-read rate, which the reader reaches; the 70 % target would need "
+        "a disk whose random reads of ~1 MB come close to its sequential rate. Also tried, in "
+        "scratch runs on the time-ordered layout, and slower: hinting each clip's whole span "
+        "so stride-2 gaps are read too (`FrameReader(merge_gap=...)`; cold clip MB/s 512-585 "
+        "against 781-954 with per-frame hints), reading a batch's clips from 4 threads (cold "
+        "+5-9 %, warm -12 %).",
+        "- h5py strided slicing (`ds[a:b:2]`) on 8-frame chunks ran at about 10 clips/s in a "
+        "separate micro-benchmark, 100× slower than reading the range; the shard reader "
+        "avoids h5py's read path altogether.",
         "- The compact settings and the JPEG folders are bound by JPEG decoding (16 RGB "
         "frames per clip; the folders also decode 32 flow JPEGs). Compact flow is lossless, "
         "while the folders' flow JPEGs are lossy.",
