@@ -357,13 +357,16 @@ def main(argv: list[str] | None = None) -> int:
                                           args.seed) for d in ("shards", "shards-time"))
         disk = cold_ds.disk_bytes(range(len(cold_items)))  # the same every repeat
 
-        def cold_mbs(fn):  # MB/s of the bytes the disk delivers
+        def cold_mbs(fn):  # MB/s of the bytes the disk delivers (fn: -> seconds, bytes)
             drop_caches()
             el, nb = fn()
-            return (disk if fn in (runs["reader"], runs["time"]) else nb) / el / 1e6
-        runs = {"reader": lambda: time_single(cold_ds, len(cold_items), float("inf"))[1:],
+            return nb / el / 1e6
+
+        def clips(ds):  # a reader run over the cold clips: (seconds, disk bytes)
+            return time_single(ds, len(cold_items), float("inf"))[1], disk
+        runs = {"reader": lambda: clips(cold_ds),
                 "ceiling": lambda: hint_all_then_read(cold_ds, len(cold_items)),
-                "time": lambda: time_single(time_ds, len(cold_items), float("inf"))[1:],
+                "time": lambda: clips(time_ds),
                 # the disk itself: random 1 MiB reads, as many bytes, 1 and 8 in flight
                 "random_q1": lambda: random_read(shard_files, disk >> 20, depth=1),
                 "random_q8": lambda: random_read(shard_files, disk >> 20, depth=8)}

@@ -131,8 +131,8 @@ class CompactWorkload(_LazyH5):
         return {"rgb": rgb[None], "flow": flow[None]}  # channel-last, like the dataset
 
 
-class JpegWorkload:
-    """mmaction2 / CoCLR style frame folders, decoded with OpenCV."""
+class _Items:
+    """A workload's clips over files under ``root``: item ``j`` -> (video record, frames)."""
 
     def __init__(self, root: Path, videos, items):
         self.root, self.videos, self.items = root, videos, items
@@ -140,10 +140,17 @@ class JpegWorkload:
     def __len__(self):
         return len(self.items)
 
+    def _item(self, j):
+        _, i, idx = self.items[j]
+        return self.videos[i], idx
+
+
+class JpegWorkload(_Items):
+    """mmaction2 / CoCLR style frame folders, decoded with OpenCV."""
+
     def __getitem__(self, j):
         from motionclr.pipeline.compact import _IMREAD_RGB
-        _, i, idx = self.items[j]
-        v = self.videos[i]
+        v, idx = self._item(j)
         d = self.root / v["video_id"]
         if _IMREAD_RGB is not None:
             rgb = [cv2.imread(str(d / f"img_{t + 1:05d}.jpg"), _IMREAD_RGB) for t in idx]
@@ -155,24 +162,17 @@ class JpegWorkload:
         return {"rgb": np.stack(rgb)[None], "flow": np.stack(flow)[None]}
 
 
-class FfmpegWorkload:
+class FfmpegWorkload(_Items):
     """On-the-fly decoding of the source video: one ffmpeg per clip, seeking to its start,
     decoding the clip's span at the shards' size, subsampling in numpy. RGB only."""
 
-    def __init__(self, work: Path, videos, items):
-        self.work, self.videos, self.items = work, videos, items
-
-    def __len__(self):
-        return len(self.items)
-
     def __getitem__(self, j):
         from motionclr.pipeline.decode import ffmpeg_exe
-        _, i, idx = self.items[j]
-        v = self.videos[i]
+        v, idx = self._item(j)
         lo, span = int(idx[0]), int(idx[-1] - idx[0]) + 1
         w, h = v["width"], v["height"]
         cmd = [ffmpeg_exe(), "-loglevel", "error", "-nostdin", "-ss", f"{lo / v['fps']:.4f}",
-               "-i", str(self.work / v["source"]), "-frames:v", str(span),
+               "-i", str(self.root / v["source"]), "-frames:v", str(span),
                "-vf", f"scale={w}:{h}:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "pipe:"]
         raw = subprocess.run(cmd, capture_output=True, check=True).stdout
@@ -273,8 +273,6 @@ def raw_read(files: list[Path], block: int = 8 << 20) -> tuple[float, int]:
                     break
                 total += got
     return time.perf_counter() - t0, total
-
-
 
 
 def random_read(files: list[Path], n: int, req: int = 1 << 20, depth: int = 1,

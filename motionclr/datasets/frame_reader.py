@@ -71,17 +71,21 @@ class FrameReader:
         if key not in self._tables:
             k = self.known.get(key)
             if k is not None:
-                shape, dtype = tuple(k[2]), np.dtype(k[3])
-                cb = int(k[0]) * int(np.prod(shape)) * dtype.itemsize
-                self._tables[key] = (int(k[0]), self.decode_offsets(k[1], cb), shape, dtype)
+                c, shape, dtype = int(k[0]), tuple(k[2]), np.dtype(k[3])
+                offs = self.decode_offsets(k[1], c * self.frame_bytes(shape, dtype))
+                self._tables[key] = (c, offs, shape, dtype)
             else:
                 self._tables[key] = self.table(get_ds())
         tab = self._tables[key]
         if tab is None:
             return None, None, 0
         c, offs, shape, dtype = tab
-        fb = int(np.prod(shape)) * dtype.itemsize
+        fb = self.frame_bytes(shape, dtype)
         return tab, offs[idx // c] + (idx % c) * fb, fb
+
+    @staticmethod
+    def frame_bytes(shape, dtype) -> int:
+        return int(np.prod(shape)) * np.dtype(dtype).itemsize
 
     @staticmethod
     def encode_offsets(offs, chunk_bytes: int) -> list[list[int]]:
@@ -94,9 +98,9 @@ class FrameReader:
         for k in order.tolist():
             if runs:
                 first, step, off, n = runs[-1]
-                nxt = first + step * n
-                if off + n * chunk_bytes == offs[k] and (n == 1 and k > first or k == nxt):
-                    runs[-1] = [first, k - first if n == 1 else step, off, n + 1]
+                step = k - first if n == 1 else step  # a run's second chunk sets its step
+                if step > 0 and k == first + step * n and offs[k] == off + n * chunk_bytes:
+                    runs[-1] = [first, step, off, n + 1]
                     continue
             runs.append([k, 1, int(offs[k]), 1])
         return runs

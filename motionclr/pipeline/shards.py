@@ -144,7 +144,7 @@ def read_failure(parts_dir: Path, video_id: str) -> dict:
 
 def phase_order(n: int, phases: int) -> np.ndarray:
     """Frame indices in the order their chunks are written: 0, P, 2P, ..., 1, P+1, ..."""
-    return np.concatenate([np.arange(k, n, phases) for k in range(min(phases, max(n, 1)))])
+    return np.concatenate([np.arange(k, n, phases) for k in range(phases)])
 
 
 def _copy_video(src, parent, name: str, phases: int) -> None:
@@ -230,8 +230,8 @@ def chunk_layout(group) -> dict:
         tab = FrameReader.table(group[m])
         if tab is not None:
             c, offs, shape, dtype = tab
-            chunk_bytes = c * int(np.prod(shape)) * np.dtype(dtype).itemsize
-            layout[m] = [int(c), FrameReader.encode_offsets(offs, chunk_bytes)]
+            layout[m] = [int(c), FrameReader.encode_offsets(
+                offs, c * FrameReader.frame_bytes(shape, dtype))]
     return layout
 
 
