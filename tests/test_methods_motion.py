@@ -7,14 +7,15 @@ from motionclr.train.methods.modist import MoDist
 from motionclr.train.methods.mscl import MSCL
 
 MODIST_TERMS = {"loss_rgb", "loss_flow", "loss_mx", "loss_mx_r"}
-MSCL_TERMS = MODIST_TERMS | {"loss_flow_aug", "loss_mx_aug", "loss_mx_r_aug", "loss_lmcl"}
+MSCL_TERMS = MODIST_TERMS | {"loss_lmcl"}  # fra=paper: the rotation is a negative inside
+RELEASE_TERMS = MODIST_TERMS | {"loss_flow_aug", "loss_mx_aug", "loss_mx_r_aug", "loss_lmcl"}
 
 
 def _cfg(**params):
     cfg = Config()
     cfg.model.backbone, cfg.model.width, cfg.model.dim = "small3d", 4, 16
     cfg.method.queue_size, cfg.method.temperature = 32, 0.2
-    cfg.clip.crop = 32
+    cfg.clip.crop, cfg.clip.clip_len = 32, 8  # the batches below hold 8-frame clips
     cfg.method.params = {"flow_encoder_args": {"widths": [4, 8], "blocks": [1, 1]}, **params}
     return cfg
 
@@ -57,14 +58,20 @@ def test_mscl_embeddings_and_lmcl_steps():
         torch.testing.assert_close(emb[key].norm(dim=1), torch.ones(4))
     assert not torch.allclose(emb["rot_q"], emb["flow_q"])  # the rotation changed the input
     rgb, flow, rot = model.lmcl_steps(emb)
-    # small3d halves time twice (8 -> 2); the flow encoder's 4 steps are pooled to match
-    assert rgb.shape == flow.shape == rot.shape == (4, 2, model.flow_encoder.out_dim)
+    # LMCL reads small3d's second stage (T = 4 at 8 frames), like the flow encoder's 4 steps
+    assert rgb.shape == flow.shape == rot.shape == (4, 4, model.flow_encoder.out_dim)
 
 
 def test_mscl_options_drop_terms():
-    model = MSCL(_cfg(aug_flow_weights=[1.0, 0.0], lmcl_weight=0.0))
+    model = MSCL(_cfg(fra="release", aug_flow_weights=[1.0, 0.0], lmcl_weight=0.0))
     _, logs = model.training_step(_batch(), torch.Generator().manual_seed(1))
     assert set(logs) == MODIST_TERMS | {"loss_flow_aug", "loss"}
+    model = MSCL(_cfg(fra="release"))
+    _, logs = model.training_step(_batch(), torch.Generator().manual_seed(1))
+    assert set(logs) == RELEASE_TERMS | {"loss"}
+    model = MSCL(_cfg(fra="none"))
+    _, logs = model.training_step(_batch(), torch.Generator().manual_seed(1))
+    assert set(logs) == MSCL_TERMS | {"loss"}
 
 
 def test_flow_norm_option():

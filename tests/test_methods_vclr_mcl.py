@@ -15,18 +15,19 @@ from motionclr.train.methods.vclr import VCLR
 
 VCLR_TERMS = {"loss_inter", "loss_intra", "loss_segment", "loss_order"}
 MCL_TERMS = {"loss_inter", "loss_intra", "loss_order", "loss_mal"}
-MSCL_TERMS = {"loss_rgb", "loss_flow", "loss_mx", "loss_mx_r", "loss_flow_aug", "loss_mx_aug",
-              "loss_mx_r_aug", "loss_lmcl"}
+MSCL_TERMS = {"loss_rgb", "loss_flow", "loss_mx", "loss_mx_r", "loss_lmcl"}  # fra=paper
 N = 4
 
 
-def _cfg(**params):
+def _cfg(flow=False, **params):
+    """Tiny config; ``flow=True`` adds a slim flow encoder (the MoDist family's params)."""
     cfg = Config()
     cfg.model.backbone, cfg.model.width, cfg.model.dim = "small3d", 4, 16
     cfg.method.queue_size, cfg.method.temperature = 32, 0.2
     cfg.clip.crop, cfg.clip.clip_len, cfg.clip.stride = 32, 8, 1
     cfg.train.epochs, cfg.train.warmup_epochs = 10, 2
-    cfg.method.params = {"flow_encoder_args": {"widths": [4, 8], "blocks": [1, 1]}, **params}
+    slim = {"flow_encoder_args": {"widths": [4, 8], "blocks": [1, 1]}} if flow else {}
+    cfg.method.params = {**slim, **params}
     return cfg
 
 
@@ -207,10 +208,11 @@ def test_mcl_second_order_path_on_cpu():
     assert _grads(loss, model.backbone.body[0]) > 0  # and the first conv
 
 
-def test_saliency_on_last_conv_is_spatially_resolved_on_features_flat():
+def test_saliency_on_default_conv_is_spatially_resolved_on_features_flat():
     torch.manual_seed(0)
     model = MCL(_cfg())
-    assert model.sal_module is model.backbone.body[-3]  # small3d's last Conv3d
+    # small3d at 8 frames: the deepest Conv3d with T' >= 4 is the second stage's
+    assert model.sal_module is model.backbone.body[3]
     for use_features, flat in ((False, False), (True, True)):
         _, fmap, score = _mal_grad_parts(model, use_features)
         sal = gradient_saliency(score, fmap)  # (N, T, H, W)
@@ -218,7 +220,7 @@ def test_saliency_on_last_conv_is_spatially_resolved_on_features_flat():
         assert (spread < 1e-4) == flat, (use_features, spread)
 
 
-@pytest.mark.parametrize("make", [lambda: MCL(_cfg()), lambda: with_motion_focus(MSCL)(_cfg())],
+@pytest.mark.parametrize("make", [lambda: MCL(_cfg()), lambda: with_motion_focus(MSCL)(_cfg(flow=True))],
                          ids=["mcl", "mscl+mcl"])
 def test_saliency_in_float32_under_autocast(make, monkeypatch):
     torch.manual_seed(0)
@@ -243,10 +245,10 @@ def test_mscl_plus_mcl_terms_sampler_and_second_order():
     torch.manual_seed(0)
     cls = with_motion_focus(MSCL)
     assert cls.name == "mscl+mcl" and cls.needs_index
-    model = cls(_cfg())
+    model = cls(_cfg(flow=True))
     assert isinstance(model.sampler(), MCLPair) and model.augment.cfg.motion_crop
     assert len(model.sampler()(30, np.random.default_rng(0))) == 2
-    assert isinstance(cls(_cfg(tubelet_sampler="mds")).sampler(), MDSPair)
+    assert isinstance(cls(_cfg(flow=True, tubelet_sampler="mds")).sampler(), MDSPair)
     batch = _batch(model)
     batch["motion_map"] = torch.rand(N, 2, 7, 7)  # the offline map is used when present
     loss, logs = _step(model, batch=batch)
@@ -255,7 +257,7 @@ def test_mscl_plus_mcl_terms_sampler_and_second_order():
     model.set_epoch(5)
     _, logs = _step(model)
     assert logs["loss_mal"] < 1.0  # weight 1 after warm-up (<= 3 * 1 / 3 of the warm-up)
-    assert "loss_mal" not in _step(cls(_cfg(mal_warmup_weight=0.0)))[1]
+    assert "loss_mal" not in _step(cls(_cfg(flow=True, mal_warmup_weight=0.0)))[1]
 
 
 # ----------------------------------------------------------------------------- training
@@ -264,7 +266,7 @@ def test_mscl_plus_mcl_terms_sampler_and_second_order():
                          ids=["vclr", "mcl", "mscl+mcl"])
 def test_loss_decreases_on_fixed_batch(cls, monkeypatch):
     torch.manual_seed(0)
-    cfg = _cfg()
+    cfg = _cfg(flow=cls not in (VCLR, MCL))
     cfg.clip.clip_len = 4  # half the frames: this test takes 6 steps
     model = cls(cfg)
     monkeypatch.setattr(model, "enqueue", lambda *a, **k: None)  # frozen queues
@@ -291,8 +293,9 @@ def test_registry_has_every_method():
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_registered_method_runs_one_step(name):
+    from motionclr.train.methods.modist import MoDist
     torch.manual_seed(0)
-    cfg = _cfg()
+    cfg = _cfg(flow=issubclass(METHODS[name], MoDist))
     cfg.method.name = name
     if name == "supervised":  # labels 0..N-1 in the fake batch
         cfg.method.params = {**cfg.method.params, "num_classes": N}

@@ -64,24 +64,35 @@ def test_mds_falls_back_to_random_without_index_or_motion():
 
 
 def test_mcl_triplets_motion_focused_halves():
-    n = 50  # clip 16 stride 2 spans 31 frames -> 20 starts (0..19)
+    n = 90  # clip 16 stride 2 spans 31 frames; halves [0, 45) and [45, 90)
     hi = S.max_start(n, 16, 2)
-    assert hi == 19
+    assert hi == 59
     score = np.zeros(hi + 1)
-    score[[2, 3, 5, 7, 9, 1]] = [9, 8, 7, 6, 5, 4]       # first half 0..9: top 6 = these
-    score[[10, 12, 14, 16, 18, 19]] = [9, 8, 7, 6, 5, 4]  # second half 10..19
+    # first half: starts 0..14 (the clip ends by frame 44); top int(0.5 * 15) + 1 = 8
+    score[[2, 3, 5, 7, 9, 1, 11, 13]] = [9, 8, 7, 6, 5, 4, 3, 2]
+    # second half: starts 45..59; the high score at 30 lies between the halves: never drawn
+    score[[45, 47, 49, 51, 53, 55, 57, 59, 30]] = [9, 8, 7, 6, 5, 4, 3, 2, 99]
     ordered = S.MCLTriplet(p_motion=1.0, p_ordered=1.0)
     rng = np.random.default_rng(0)
     for _ in range(100):
         q, a, b = _starts(ordered(n, rng, {"mcl_clip_score": score}))
-        assert q in {1, 2, 3, 5, 7, 9} and {a, b} <= {10, 12, 14, 16, 18, 19}
+        assert q in {1, 2, 3, 5, 7, 9, 11, 13}
+        assert {a, b} <= {45, 47, 49, 51, 53, 55, 57, 59}
         assert q < a < b  # others distinct and in time order
     reverse = S.MCLTriplet(p_motion=1.0, p_ordered=0.0)
     q, a, b = _starts(reverse(n, rng, {"mcl_clip_score": score}))
-    assert q >= 10 and a < b < 10
+    assert q >= 45 and a < b <= 14
     plain = S.MCLTriplet(p_motion=0.0, p_ordered=1.0)
-    qs = {_starts(plain(n, rng, {"mcl_clip_score": score}))[0] for _ in range(300)}
-    assert qs == set(range(10))  # every first-half start, not only high-motion ones
+    qs = {_starts(plain(n, rng, {"mcl_clip_score": score}))[0] for _ in range(400)}
+    assert qs == set(range(15))  # every first-half start, not only high-motion ones
+
+
+def test_mcl_triplets_short_video_falls_back_to_sorted_random_starts():
+    # 40 frames < two spans of 31: MCL draws three sorted random starts over the video
+    s = S.MCLTriplet(p_motion=1.0, p_ordered=1.0)
+    for seed in range(50):
+        q, a, b = _starts(s(40, np.random.default_rng(seed), None))
+        assert q < a < b <= S.max_start(40, 16, 2)
 
 
 def test_segments_cover_video_and_sample_inside():

@@ -99,12 +99,18 @@ class MDSPair:
 class MCLTriplet:
     """MCL's motion-focused temporal sampling: a query and two other clips of the video.
 
-    The candidate starts are split into a first and a second half. With probability
-    ``p_motion`` only the top ``floor(0.5 n) + 1`` starts of each half by
+    As MCL's code (``dataset/video_dataset.py``), the *frame* range is split in halves,
+    ``[0, n//2)`` and ``[n//2, n)``, and a clip is drawn inside one half, so a clip of one
+    half never shares a frame with a clip of the other: the order label and the intra-video
+    negatives stay clean. With probability ``p_ordered`` the query comes from the first
+    half and the two others from the second, else the reverse. With probability
+    ``p_motion`` only the top ``floor(top_frac * n) + 1`` starts of each half by
     ``info["mcl_clip_score"]`` are eligible (n = starts in that half); otherwise every start
-    is (MCL then uses SeCo's random triplet; we keep the half structure so the order label
-    below stays defined). With probability ``p_ordered`` the query comes from the first half
-    and the two others from the second, else the reverse.
+    of the half is (MCL's random triplet).
+
+    A video shorter than two clip spans (``n // 2 < (clip_len - 1) * stride + 1``) cannot
+    hold two disjoint halves; MCL then draws three random starts over the whole video and
+    sorts them (the query first or last), and so do we: only there may clips overlap.
 
     Returns ``[query, other_a, other_b]`` with the others in time order; the order label is
     ``query_start < other_a_start`` (1 = "ordered").
@@ -114,6 +120,11 @@ class MCLTriplet:
                  p_ordered: float = 0.5, top_frac: float = 0.5):
         self.clip_len, self.stride = clip_len, stride
         self.p_motion, self.p_ordered, self.top_frac = p_motion, p_ordered, top_frac
+
+    @property
+    def span(self) -> int:
+        """Frames one clip covers."""
+        return (self.clip_len - 1) * self.stride + 1
 
     def _eligible(self, starts: np.ndarray, score, motion: bool) -> np.ndarray:
         if not motion or score is None or starts.size <= 1:
@@ -125,20 +136,23 @@ class MCLTriplet:
     def starts(self, n_frames, rng=None, info=None) -> list[int]:
         rng = _rng(rng)
         hi = max_start(n_frames, self.clip_len, self.stride)
-        all_starts = np.arange(hi + 1)
+        ordered = rng.random() < self.p_ordered
+        half = n_frames // 2
+        if half < self.span:  # too short for two disjoint halves: MCL's fallback
+            pool = np.arange(hi + 1)
+            s = np.sort(rng.choice(pool, size=3, replace=pool.size < 3))
+            return [int(s[0]), int(s[1]), int(s[2])] if ordered else \
+                [int(s[2]), int(s[0]), int(s[1])]
         score = None
         if info is not None and "mcl_clip_score" in info:
             score = np.asarray(info["mcl_clip_score"], dtype=np.float64)
             if score.size < hi + 1:  # index made with a longer clip: pad with its last value
                 score = np.pad(score, (0, hi + 1 - score.size), mode="edge")
         motion = score is not None and rng.random() < self.p_motion
-        half = max(1, (hi + 1) // 2)
-        first, second = all_starts[:half], all_starts[half:]
-        if second.size == 0:  # a one-start video: everything is the same clip
-            second = first
+        first = np.arange(0, half - self.span + 1)  # the clip ends before frame n//2
+        second = np.arange(half, n_frames - self.span + 1)  # the clip starts at n//2 or later
         first, second = (self._eligible(first, score, motion),
                          self._eligible(second, score, motion))
-        ordered = rng.random() < self.p_ordered
         q_pool, o_pool = (first, second) if ordered else (second, first)
         q = int(rng.choice(q_pool))
         others = np.sort(rng.choice(o_pool, size=2, replace=o_pool.size < 2))

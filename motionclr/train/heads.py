@@ -35,6 +35,9 @@ class ProjectionMLP(nn.Module):
         return self.net(x.reshape(-1, self.in_dim)).view(*lead, self.out_dim)
 
 
+ORDER_NORMALIZE = ("item", "mcl", "concat", "frame", "none")
+
+
 class OrderHead(nn.Module):
     """Linear order classifier on a set of per-frame/per-clip embeddings.
 
@@ -42,16 +45,17 @@ class OrderHead(nn.Module):
     shuffled? x key set shuffled?). MCL: 3 clips -> 2 classes (which half the query is from).
 
     ``normalize`` selects where L2 normalisation happens before the linear layer:
-    "item" (each item along its features; our default for VCLR), "concat" (the flattened
-    vector; MCL's code), "frame" (along the item axis; VCLR's code quirk, probably a bug,
-    kept for faithful runs), or "none".
+    "item" (each item along its features; our default for VCLR), "mcl" (each item, then
+    the flattened vector again: MCL's head, the default for MCL), "concat" (the flattened
+    vector only; this project's earlier MCL form), "frame" (along the item axis; VCLR's code
+    quirk, probably a bug, kept for faithful runs), or "none".
     """
 
     def __init__(self, *, embed_dim: int = 128, num_items: int = 6, num_classes: int = 4,
                  normalize: str = "item"):
         super().__init__()
-        if normalize not in ("item", "concat", "frame", "none"):
-            raise ValueError(f"normalize must be item|concat|frame|none, got {normalize!r}")
+        if normalize not in ORDER_NORMALIZE:
+            raise ValueError(f"normalize must be one of {ORDER_NORMALIZE}, got {normalize!r}")
         self.normalize, self.num_items, self.embed_dim = normalize, num_items, embed_dim
         self.fc = nn.Linear(num_items * embed_dim, num_classes)
         self.out_dim = num_classes
@@ -61,12 +65,12 @@ class OrderHead(nn.Module):
         if items.shape[1:] != (self.num_items, self.embed_dim):
             raise ValueError(f"expected (N, {self.num_items}, {self.embed_dim}), "
                              f"got {tuple(items.shape)}")
-        if self.normalize == "item":
+        if self.normalize in ("item", "mcl"):
             items = F.normalize(items, dim=-1)
         elif self.normalize == "frame":
             items = F.normalize(items, dim=1)
         flat = items.flatten(1)
-        if self.normalize == "concat":
+        if self.normalize in ("concat", "mcl"):
             flat = F.normalize(flat, dim=-1)
         return self.fc(flat)
 

@@ -20,7 +20,7 @@ from motionclr.datasets.distributed import TrainShardSampler
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.pipeline.index_stage import load_index, run_index_stage
 from motionclr.pipeline.stages import find_flow_stage
-from motionclr.train.methods import build_method
+from motionclr.train.methods import build_method, validate_method
 from motionclr.train.optim import build_optimizer, optimizer_step
 from motionclr.train.schedules import cosine_schedule
 from motionclr.utils import dist_info, seed_everything
@@ -122,6 +122,7 @@ def run_dir_of(cfg: Config) -> Path:
 
 def pretrain(cfg: Config, progress: bool = True) -> Path:
     """Train ``cfg.method`` on the cached flow stage; resumes from ``<run>/checkpoint.pt``."""
+    validate_method(cfg)  # method params typed and checked before any data is read or written
     rank, world, local_rank = dist_info()
     device = torch.device(cfg.train.device if cfg.train.device != "cuda" or world == 1
                           else f"cuda:{local_rank}")

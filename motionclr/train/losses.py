@@ -26,7 +26,8 @@ from torch import Tensor
 
 def nce_logits(query: Tensor, key: Tensor, queue: Tensor, temperature: float, *,
                queue_weights: Tensor | None = None,
-               queue_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+               queue_mask: Tensor | None = None,
+               extra_negatives: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """MoCo logits: the positive in column 0, then one column per queue entry.
 
     Args:
@@ -38,9 +39,11 @@ def nce_logits(query: Tensor, key: Tensor, queue: Tensor, temperature: float, *,
             each entry by ``0.99999 ** age`` (see :func:`queue_age_weights`).
         queue_mask: optional (N, K) bool, True where a queue entry must not act as a
             negative for that query (e.g. a stale copy of the query's own video).
+        extra_negatives: optional (N, M, D) L2-normalised negatives of each query alone,
+            appended after the queue (MSCL's FRA: the rotated flow of the same clip).
 
     Returns:
-        logits: (N, 1 + K) similarities divided by ``temperature``.
+        logits: (N, 1 + K [+ M]) similarities divided by ``temperature``.
         labels: (N,) int64 zeros (the positive is column 0).
     """
     pos = (query * key).sum(dim=-1, keepdim=True)  # (N, 1)
@@ -50,13 +53,17 @@ def nce_logits(query: Tensor, key: Tensor, queue: Tensor, temperature: float, *,
     if queue_mask is not None:
         # -inf drops the entry from the softmax; the finite positive keeps the row valid
         neg = neg.masked_fill(queue_mask, float("-inf"))
-    logits = torch.cat([pos, neg], dim=1) / temperature  # (N, 1 + K)
+    cols = [pos, neg]
+    if extra_negatives is not None:
+        cols.append(torch.einsum("nd,nmd->nm", query, extra_negatives))  # (N, M)
+    logits = torch.cat(cols, dim=1) / temperature  # (N, 1 + K [+ M])
     labels = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
     return logits, labels
 
 
 def info_nce(query: Tensor, key: Tensor, queue: Tensor, temperature: float, *,
              queue_weights: Tensor | None = None, queue_mask: Tensor | None = None,
+             extra_negatives: Tensor | None = None,
              return_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """MoCo InfoNCE: -log softmax of the positive against the queue, averaged over N.
 
@@ -66,8 +73,8 @@ def info_nce(query: Tensor, key: Tensor, queue: Tensor, temperature: float, *,
     Returns:
         Scalar loss, or ``(loss, logits)`` when ``return_logits``.
     """
-    logits, labels = nce_logits(query, key, queue, temperature,
-                                queue_weights=queue_weights, queue_mask=queue_mask)
+    logits, labels = nce_logits(query, key, queue, temperature, queue_weights=queue_weights,
+                                queue_mask=queue_mask, extra_negatives=extra_negatives)
     loss = F.cross_entropy(logits, labels)
     return (loss, logits) if return_logits else loss
 
@@ -105,7 +112,8 @@ def cross_modal_nce(query: Tensor, key: Tensor, key_queue: Tensor, temperature: 
         key: (N, D) L2-normalised keys of modality B (the other view's clip).
         key_queue: (K, D) queue of modality B.
         temperature: tau.
-        **kwargs: ``queue_weights`` / ``queue_mask`` / ``return_logits`` of :func:`info_nce`.
+        **kwargs: ``queue_weights`` / ``queue_mask`` / ``extra_negatives`` /
+            ``return_logits`` of :func:`info_nce`.
 
     Returns:
         Scalar loss (or ``(loss, logits)``).
@@ -116,7 +124,8 @@ def cross_modal_nce(query: Tensor, key: Tensor, key_queue: Tensor, temperature: 
 def modist_terms(*, rgb_q: Tensor, rgb_k: Tensor, flow_q: Tensor, flow_k: Tensor,
                  rgb_queue: Tensor, flow_queue: Tensor, temperature: float = 0.07,
                  rgb_queue_mask: Tensor | None = None,
-                 flow_queue_mask: Tensor | None = None) -> dict[str, Tensor]:
+                 flow_queue_mask: Tensor | None = None,
+                 mx_extra_negatives: Tensor | None = None) -> dict[str, Tensor]:
     """The four MoDist terms (all weight 1, summed by the caller).
 
     Args:
@@ -125,6 +134,8 @@ def modist_terms(*, rgb_q: Tensor, rgb_k: Tensor, flow_q: Tensor, flow_k: Tensor
         rgb_queue, flow_queue: (K, D) queues per modality.
         temperature: tau (0.07 in MSCL's re-implementation).
         rgb_queue_mask, flow_queue_mask: optional (N, K) bool masks (:func:`same_video_mask`).
+        mx_extra_negatives: optional (N, M, D) per-query negatives of the RGB->flow term
+            (MSCL's FRA as the paper states it: the rotated key flow, shape (N, 1, D)).
 
     Returns:
         ``{"loss_rgb", "loss_flow", "loss_mx" (RGB->flow), "loss_mx_r" (flow->RGB)}``,
@@ -134,7 +145,8 @@ def modist_terms(*, rgb_q: Tensor, rgb_k: Tensor, flow_q: Tensor, flow_k: Tensor
     return {
         "loss_rgb": info_nce(rgb_q, rgb_k, rgb_queue, t, queue_mask=rgb_queue_mask),
         "loss_flow": info_nce(flow_q, flow_k, flow_queue, t, queue_mask=flow_queue_mask),
-        "loss_mx": cross_modal_nce(rgb_q, flow_k, flow_queue, t, queue_mask=flow_queue_mask),
+        "loss_mx": cross_modal_nce(rgb_q, flow_k, flow_queue, t, queue_mask=flow_queue_mask,
+                                   extra_negatives=mx_extra_negatives),
         "loss_mx_r": cross_modal_nce(flow_q, rgb_k, rgb_queue, t, queue_mask=rgb_queue_mask),
     }
 
@@ -150,11 +162,13 @@ def mscl_global_terms(*, rgb_q: Tensor, rgb_k: Tensor, flow_q: Tensor, flow_k: T
                       aug_flow_weights: tuple[float, float] = (1.0, 1.0),
                       rgb_queue_mask: Tensor | None = None,
                       flow_queue_mask: Tensor | None = None) -> dict[str, Tensor]:
-    """MSCL's seven clip-level terms: the MoDist four plus three on the rotated flow.
+    """MSCL's seven clip-level terms as its released model code names them: the MoDist four
+    plus three on a second flow pair (``fra=release`` / ``release_pipeline``).
 
-    ``rot_q`` / ``rot_k`` embed the FRA-rotated flow of each view (the same angle in both
-    views) with the flow encoder. Rotated keys are never enqueued, so their negatives are
-    the (unrotated) flow queue.
+    ``rot_q`` / ``rot_k`` embed the second flow pair with the flow encoder: with
+    ``fra=release`` the FRA-rotated flow of each view (the same angle in both views); with
+    ``fra=release_pipeline`` what MSCL's data pipeline actually feeds (docs/methods.md).
+    These keys are never enqueued.
 
     Args:
         rgb_q, flow_q, rot_q: (N, D) online embeddings of view q.
@@ -163,8 +177,8 @@ def mscl_global_terms(*, rgb_q: Tensor, rgb_k: Tensor, flow_q: Tensor, flow_k: T
         temperature: tau, 0.07.
         aug_flow_weights: MSCL's ``weight_aug_flow``: [0] scales ``loss_flow_aug``
             (rot q vs rot k); [1] scales ``loss_mx_aug`` / ``loss_mx_r_aug``, where the
-            rotated flow is a *positive* of the RGB clip (a code fact the paper may not
-            state; set [1] = 0 to drop it). A zero weight omits the term.
+            second flow is a *positive* of the RGB clip (the paper instead calls the rotated
+            flow a negative: ``fra=paper``). A zero weight omits the term.
         rgb_queue_mask, flow_queue_mask: optional (N, K) bool masks.
 
     Returns:
@@ -429,8 +443,10 @@ def mcl_motion_target(flow: Tensor, size: tuple[int, int, int]) -> Tensor:
 
     Per flow component: 3x3 Prewitt x/y derivatives of every frame, summed over each
     temporal chunk, then the magnitude, block-averaged to (H', W'); u and v are summed.
-    Derivatives use replicate padding so the image border creates no fake boundary (our
-    choice; MCL's padding is not documented).
+    Borders: MCL's code (``sts/motion_sts.py``) filters with scipy ``ndimage.convolve`` at
+    its defaults, mode "reflect" (``d c b a | a b c d``); for a 3x3 kernel the one padded
+    pixel is the edge pixel itself, i.e. replicate padding, as here (tested against scipy).
+    scipy's true convolution flips the kernel, which only flips the derivative's sign.
 
     Args:
         flow: (N, 2, T, H, W) flow (u, v) in pixels.

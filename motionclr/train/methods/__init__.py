@@ -1,4 +1,5 @@
-"""Method registry: name -> class. A method is built as ``METHODS[name](cfg)``."""
+"""Method registry: name -> class. A method is built as ``METHODS[name](cfg)``;
+``validate_method(cfg)`` checks its config (typed ``method.params``) before any work."""
 from __future__ import annotations
 
 from motionclr.train.methods.moco import MoCo
@@ -23,8 +24,23 @@ METHODS = {
 }
 
 
-def build_method(cfg):
+def method_class(cfg):
     name = cfg.method.name
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid: {sorted(METHODS)}")
-    return METHODS[name](cfg)
+    return METHODS[name]
+
+
+def validate_method(cfg):
+    """Check ``cfg.method`` before any work: the name, ``method.params`` against the
+    method's typed schema (unknown keys fail and list the valid ones; values are coerced),
+    and what the params imply for the model (e.g. LMCL's layer has >= 2 time steps).
+    Returns the typed params; raises ValueError with one clear line."""
+    cls = method_class(cfg)
+    params = cls.parse_params(cfg)
+    cls.check(cfg, params)
+    return params
+
+
+def build_method(cfg):
+    return method_class(cfg)(cfg)

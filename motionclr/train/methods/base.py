@@ -7,6 +7,7 @@ data it needs (``modalities``, ``sampler``). The training loop only calls
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -19,6 +20,18 @@ from motionclr.datasets.transforms import AugmentCfg, GPUAugment
 from motionclr.train.backbones import build_backbone
 from motionclr.train.heads import ProjectionMLP, init_momentum_copy, momentum_update
 from motionclr.train.losses import same_video_mask
+from motionclr.train.methods.params import NoParams, parse_params
+
+
+@contextmanager
+def capture(module: nn.Module):
+    """Collect ``module``'s outputs during the block (a forward hook)."""
+    out: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda m, i, o: out.append(o))
+    try:
+        yield out
+    finally:
+        handle.remove()
 
 
 @torch.no_grad()
@@ -38,10 +51,22 @@ class BaseMethod(nn.Module):
     modalities: tuple[str, ...] = ("rgb",)
     num_views = 2
     needs_index = False  # True: the loop loads the motion index for the sampler
+    Params: type = NoParams  # the dataclass of ``cfg.method.params`` (methods/params.py)
+
+    @classmethod
+    def parse_params(cls, cfg: Config):
+        """``cfg.method.params`` as a typed ``cls.Params``; unknown keys fail."""
+        return parse_params(cls.Params, cfg.method.params, cls.name)
+
+    @classmethod
+    def check(cls, cfg: Config, params) -> None:
+        """Checks beyond types that need no data (e.g. a layer's time steps); raise
+        ValueError. Called by ``validate_method`` and by the constructor."""
 
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
+        self.params = self.parse_params(cfg)
         self.backbone = build_backbone(cfg.model.backbone, width=cfg.model.width)
         self.projector = ProjectionMLP(in_dim=self.backbone.out_dim, out_dim=cfg.model.dim)
         self.momentum_backbone = copy.deepcopy(self.backbone)

@@ -9,18 +9,20 @@ with ``motion_crop``; the batch's ``motion_map`` or, without it, a map from the 
 ``with_motion_focus(cls)`` adds the tubelets and L_MAL to a MoDist-family method (MoDist,
 MSCL); docs/combinations.md describes the combined methods.
 
-``cfg.method.params`` (all optional; configs/methods/mcl.yaml lists the defaults):
-``p_motion``, ``p_ordered``, ``top_frac`` (``MCLTriplet``); ``motion_crop``; ``mal_weight``,
-``mal_warmup_weight``, ``mal_warmup_epochs`` (L_MAL weight after / during the warm-up);
-``order_weight`` (a number, or "linear" = (epoch + 1) / epochs); ``order_normalize``;
-``saliency_layer`` (a backbone module name; "" = the last Conv3d); ``saliency_multiply``,
-``st_temperature``, ``temporal_reduce`` (``gradient_saliency`` / ``motion_alignment_loss``);
-``tubelet_sampler`` (combined methods: "mcl" = query + one other clip, or "mds").
+``cfg.method.params`` (``MCLParams`` / ``MotionFocusParams`` in methods/params.py; all
+optional; configs/methods/mcl.yaml lists the defaults): ``p_motion``, ``p_ordered``,
+``top_frac`` (``MCLTriplet``); ``motion_crop``; ``mal_weight``, ``mal_warmup_weight``,
+``mal_warmup_epochs`` (L_MAL weight after / during the warm-up); ``order_weight`` (a number,
+or "linear" = (epoch + 1) / epochs); ``order_normalize`` ("mcl": each item then the
+concatenation, MCL's head); ``saliency_layer`` (a backbone Conv3d; "" = the deepest with
+T' >= 4 for the clip length, as MCL's T' = 4; T' < 2 is refused: the temporal cosine of one
+step is always 1); ``saliency_multiply``, ``st_temperature``, ``temporal_reduce``
+(``gradient_saliency`` / ``motion_alignment_loss``); ``tubelet_sampler`` (combined methods:
+"mcl" = query + one other clip, or "mds").
 """
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +33,9 @@ from motionclr.datasets.transforms import AugmentCfg, GPUAugment
 from motionclr.train.heads import OrderHead, ProjectionMLP, init_momentum_copy
 from motionclr.train.losses import (gradient_saliency, intra_nce, mcl_motion_target,
                                     motion_alignment_loss, multi_positive_nce, order_loss)
-from motionclr.train.methods.base import BaseMethod
+from motionclr.train.backbones import build_backbone, conv_layers, pick_layer
+from motionclr.train.methods.base import BaseMethod, capture
+from motionclr.train.methods.params import MCLParams, MotionFocusParams, merge
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -58,34 +62,31 @@ def augment_views(method, batch: dict, order, generator=None) -> list[dict]:
         return method.augment.views(raw, generator)
 
 
-def saliency_module(backbone: nn.Module, name: str = "") -> nn.Module:
-    """The module whose output is the map A: ``name`` in the backbone, or its last Conv3d
-    (MCL: ``layer4.2.conv3``). Not ``features(x)``: that map is average-pooled directly, so
-    dscore/dA is equal at every position and the saliency is flat (see the tests)."""
-    if name:
-        return dict(backbone.named_modules())[name]
-    return [m for m in backbone.modules() if isinstance(m, nn.Conv3d)][-1]
+def saliency_layer(backbone: nn.Module, cfg, name: str = "") -> str:
+    """The name of the Conv3d whose output is the map A: ``name``, or the deepest Conv3d
+    with T' >= 4 steps for ``cfg.clip.clip_len`` (MCL: ``layer4.2.conv3``, T' = 4). Not a
+    pooled stage output: a map average-pooled directly has dscore/dA equal at every
+    position, so its saliency is flat (see the tests). T' < 2 is refused."""
+    return pick_layer(backbone, conv_layers(backbone), cfg.clip.clip_len, name,
+                      what="MCL's motion alignment (L_MAL)", param="saliency_layer")[0]
 
 
-@contextmanager
-def capture(module: nn.Module):
-    """Collect ``module``'s outputs during the block (a forward hook)."""
-    out: list[Tensor] = []
-    handle = module.register_forward_hook(lambda m, i, o: out.append(o))
-    try:
-        yield out
-    finally:
-        handle.remove()
+def check_saliency_layer(cfg, params) -> None:
+    """``saliency_layer`` resolved on a throw-away backbone (validation before work)."""
+    backbone = build_backbone(cfg.model.backbone, width=cfg.model.width)
+    saliency_layer(backbone, cfg, params.saliency_layer)
 
 
-def mal_params(cfg) -> dict:
-    p = cfg.method.params
-    return {"weight": float(p.get("mal_weight", 1.0)),
-            "warmup_weight": float(p.get("mal_warmup_weight", 2.0)),
-            "warmup_epochs": int(p.get("mal_warmup_epochs", cfg.train.warmup_epochs)),
-            "multiply": p.get("saliency_multiply", "gradient"),
-            "st_temperature": float(p.get("st_temperature", 1.0)),
-            "temporal_reduce": p.get("temporal_reduce", "sum")}
+def saliency_module(backbone: nn.Module, cfg, name: str = "") -> nn.Module:
+    return dict(backbone.named_modules())[saliency_layer(backbone, cfg, name)]
+
+
+def mal_params(cfg, p) -> dict:
+    return {"weight": p.mal_weight, "warmup_weight": p.mal_warmup_weight,
+            "warmup_epochs": (cfg.train.warmup_epochs if p.mal_warmup_epochs is None
+                              else p.mal_warmup_epochs),
+            "multiply": p.saliency_multiply, "st_temperature": p.st_temperature,
+            "temporal_reduce": p.temporal_reduce}
 
 
 def mal_loss(score: Tensor, fmap: Tensor, flow: Tensor, mp: dict) -> tuple[Tensor, dict]:
@@ -122,9 +123,21 @@ class MCL(BaseMethod):
     needs_index = True
     num_views = 3
 
+    Params = MCLParams
+
+    @classmethod
+    def check(cls, cfg, params) -> None:
+        w = params.order_weight
+        if isinstance(w, str) and w != "linear":
+            raise ValueError(f"method.params.order_weight={w!r}; a number or 'linear'")
+        check_saliency_layer(cfg, params)
+
     def __init__(self, cfg):
         super().__init__(cfg)
-        p, dim, c = cfg.method.params, cfg.model.dim, self.backbone.out_dim
+        p, dim, c = self.params, cfg.model.dim, self.backbone.out_dim
+        w = p.order_weight
+        if isinstance(w, str) and w != "linear":
+            raise ValueError(f"method.params.order_weight={w!r}; a number or 'linear'")
         self.fc_intra = ProjectionMLP(in_dim=c, out_dim=dim)
         self.fc_order = ProjectionMLP(in_dim=c, out_dim=dim)
         self.momentum_fc_intra = copy.deepcopy(self.fc_intra)
@@ -132,19 +145,18 @@ class MCL(BaseMethod):
         init_momentum_copy(self.fc_intra, self.momentum_fc_intra)
         init_momentum_copy(self.fc_order, self.momentum_fc_order)
         self.order_head = OrderHead(embed_dim=dim, num_items=3, num_classes=2,
-                                    normalize=p.get("order_normalize", "concat"))
+                                    normalize=p.order_normalize)
         self.make_queue("queue", dim, cfg.method.queue_size)
-        self.augment = motion_augment(cfg, p.get("motion_crop", True))
-        self.sal_module = saliency_module(self.backbone, p.get("saliency_layer", ""))
-        self.mal = mal_params(cfg)
-        self.order_weight = p.get("order_weight", "linear")
+        self.augment = motion_augment(cfg, p.motion_crop)
+        self.sal_module = saliency_module(self.backbone, cfg, p.saliency_layer)
+        self.mal = mal_params(cfg, p)
+        self.order_weight = p.order_weight
         self.epoch = 0  # set by the loop (set_epoch); drives the L_MAL and L_order weights
 
     def sampler(self):
-        c, p = self.cfg.clip, self.cfg.method.params
-        return MCLTriplet(c.clip_len, c.stride, p_motion=float(p.get("p_motion", 0.7)),
-                          p_ordered=float(p.get("p_ordered", 0.5)),
-                          top_frac=float(p.get("top_frac", 0.5)))
+        c, p = self.cfg.clip, self.params
+        return MCLTriplet(c.clip_len, c.stride, p_motion=p.p_motion, p_ordered=p.p_ordered,
+                          top_frac=p.top_frac)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -219,20 +231,24 @@ class MotionFocusMixin:
 
     needs_index = True
 
+    @classmethod
+    def check(cls, cfg, params) -> None:
+        super().check(cfg, params)
+        check_saliency_layer(cfg, params)
+
     def __init__(self, cfg):
         super().__init__(cfg)
-        p = cfg.method.params
+        p = self.params
         self.needs_index = True  # the tubelet samplers read the motion index
-        self.augment = motion_augment(cfg, p.get("motion_crop", True))
-        self.sal_module = saliency_module(self.backbone, p.get("saliency_layer", ""))
-        self.mal, self.epoch = mal_params(cfg), 0
+        self.augment = motion_augment(cfg, p.motion_crop)
+        self.sal_module = saliency_module(self.backbone, cfg, p.saliency_layer)
+        self.mal, self.epoch = mal_params(cfg, p), 0
 
     def sampler(self):
-        c, p = self.cfg.clip, self.cfg.method.params
-        if p.get("tubelet_sampler", "mcl") == "mds":
-            return MDSPair(c.clip_len, c.stride)
-        return MCLPair(c.clip_len, c.stride, p_motion=float(p.get("p_motion", 0.7)),
-                       top_frac=float(p.get("top_frac", 0.5)))
+        c, p = self.cfg.clip, self.params
+        if p.tubelet_sampler == "mds":
+            return MDSPair(c.clip_len, c.stride, max_shift=getattr(p, "mds_max_shift", None))
+        return MCLPair(c.clip_len, c.stride, p_motion=p.p_motion, top_frac=p.top_frac)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -264,6 +280,8 @@ class MotionFocusMixin:
 
 def with_motion_focus(cls: type) -> type:
     """``cls`` (MoDist, MSCL) + MCL tubelets + L_MAL, named ``"<cls.name>+mcl"``."""
+    params = merge(f"{cls.__name__}MCLParams", cls.Params, MotionFocusParams)
     return type(f"{cls.__name__}MCL", (MotionFocusMixin, cls),
-                {"name": f"{cls.name}+mcl", "__doc__": f"{cls.__name__} + MCL tubelets and "
+                {"name": f"{cls.name}+mcl", "Params": params,
+                 "__doc__": f"{cls.__name__} + MCL tubelets and "
                  "L_MAL (motionclr.train.methods.mcl.MotionFocusMixin)."})

@@ -6,7 +6,7 @@ loss follows MSCL's "Reimplemented MoDist" (docs/methods.md): RGB-RGB + flow-flo
 plus RGB->flow and flow->RGB terms whose negatives come from the key modality's queue. The
 flow pathway is discarded after pretraining; ``embed`` is the RGB backbone only.
 
-``cfg.method.params`` keys (all optional):
+``cfg.method.params`` (``MoDistParams``, all optional):
     flow_encoder: name in ``FLOW_ENCODERS`` ("r2d18_slim").
     flow_encoder_args: dict of keyword arguments for it (e.g. ``{"widths": [8, 16]}``).
     flow_norm: "max" divides each flow frame by its largest vector (MSCL's pipeline),
@@ -25,6 +25,7 @@ from motionclr.train.flow_encoders import FlowFeatures, build_flow_encoder
 from motionclr.train.heads import ProjectionMLP, init_momentum_copy
 from motionclr.train.losses import modist_terms
 from motionclr.train.methods.base import BaseMethod
+from motionclr.train.methods.params import MoDistParams
 
 FLOW_NORMS = ("max", "none")
 
@@ -35,15 +36,15 @@ class MoDist(BaseMethod):
     name = "modist"
     modalities = ("rgb", "flow")
 
+    Params = MoDistParams
+
     def __init__(self, cfg):
         super().__init__(cfg)
-        p, dim = cfg.method.params, cfg.model.dim
-        self.flow_norm = p.get("flow_norm", "max")
-        if self.flow_norm not in FLOW_NORMS:
-            raise ValueError(f"flow_norm {self.flow_norm!r}; valid: {FLOW_NORMS}")
+        p, dim = self.params, cfg.model.dim
+        self.flow_norm = p.flow_norm
         args = {k: tuple(v) if isinstance(v, list) else v
-                for k, v in dict(p.get("flow_encoder_args", {})).items()}
-        self.flow_encoder = build_flow_encoder(p.get("flow_encoder", "r2d18_slim"), **args)
+                for k, v in p.flow_encoder_args.items()}
+        self.flow_encoder = build_flow_encoder(p.flow_encoder, **args)
         # MSCL: 128-d pooled -> MLP 128 -> 128 -> dim; dim must equal the RGB side's for
         # the cross-modal dot products.
         self.flow_projector = ProjectionMLP(in_dim=self.flow_encoder.out_dim, out_dim=dim)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motionclr.train.methods.base import BaseMethod
+from motionclr.train.methods.params import SupervisedParams
 
 
 class Supervised(BaseMethod):
@@ -23,13 +24,18 @@ class Supervised(BaseMethod):
     modalities = ("rgb",)
     num_views = 1
 
+    Params = SupervisedParams
+
+    @classmethod
+    def check(cls, cfg, params) -> None:
+        if params.num_classes < 2:
+            raise ValueError("method supervised needs method.params.num_classes >= 2 (the "
+                             f"dataset's number of classes); got {params.num_classes}")
+
     def __init__(self, cfg):
         super().__init__(cfg)
-        n = int(cfg.method.params.get("num_classes", 0))
-        if n < 2:
-            raise ValueError("method supervised needs method.params.num_classes >= 2 (the "
-                             f"dataset's number of classes); got {n}")
-        self.classifier = nn.Linear(self.backbone.out_dim, n)
+        self.check(cfg, self.params)
+        self.classifier = nn.Linear(self.backbone.out_dim, self.params.num_classes)
         # no contrastive head or key encoder: parameters without gradients would stall DDP
         self.projector = self.momentum_projector = nn.Identity()
         self.momentum_backbone = nn.Identity()

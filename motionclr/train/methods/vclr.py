@@ -11,7 +11,7 @@ per segment) and a key set (other clips of the same segments). SeCo part: the an
 query-set clip of the first or the last segment (random per sample); its keys are the anchor
 re-augmented and the two other query-set clips (momentum encoder).
 
-``cfg.method.params`` keys (all optional):
+``cfg.method.params`` (``VCLRParams``, all optional):
     frames: one-frame clips (False).
     segment_queue_size: size of the segment queue (``queue_size``).
     order_normalize: ``OrderHead`` normalisation, "item" (default) or "frame" (VCLR code).
@@ -34,6 +34,7 @@ from motionclr.train.losses import (intra_nce, multi_positive_nce, order_loss,
                                     permute_segments, sample_order_targets, segment_nce)
 from motionclr.train.methods.base import BaseMethod
 from motionclr.train.methods.mcl import augment_views, motion_augment
+from motionclr.train.methods.params import VCLRParams
 
 TERMS = ("inter", "intra", "segment", "order")
 
@@ -54,26 +55,30 @@ class VCLR(BaseMethod):
     modalities: tuple[str, ...] = ("rgb",)
     num_segments = 3
 
+    Params = VCLRParams
+
+    @classmethod
+    def check(cls, cfg, params) -> None:
+        unknown = set(params.weights) - set(TERMS)
+        if unknown:
+            raise ValueError(f"unknown VCLR weights {sorted(unknown)}; valid: {TERMS}")
+
     def __init__(self, cfg):
         super().__init__(cfg)
-        p, dim, c = cfg.method.params, cfg.model.dim, self.backbone.out_dim
-        self.frames = bool(p.get("frames", False))
+        p, dim, c = self.params, cfg.model.dim, self.backbone.out_dim
+        self.check(cfg, p)
+        self.frames = p.frames
         # projector (base) = fc_inter; the other three heads as in VCLR's resnet_mlp
         for head in ("fc_intra", "fc_order", "fc_tsn"):
             setattr(self, head, ProjectionMLP(in_dim=c, out_dim=dim))
             setattr(self, f"momentum_{head}", copy.deepcopy(getattr(self, head)))
             init_momentum_copy(getattr(self, head), getattr(self, f"momentum_{head}"))
         self.order_head = OrderHead(embed_dim=dim, num_items=2 * self.num_segments,
-                                    num_classes=4, normalize=p.get("order_normalize", "item"))
+                                    num_classes=4, normalize=p.order_normalize)
         self.make_queue("queue", dim, cfg.method.queue_size)
-        self.make_queue("segment_queue", dim,
-                        int(p.get("segment_queue_size", cfg.method.queue_size)))
-        w = dict(p.get("weights", {}))
-        unknown = set(w) - set(TERMS)
-        if unknown:
-            raise ValueError(f"unknown VCLR weights {sorted(unknown)}; valid: {TERMS}")
-        self.weights = {t: float(w.get(t, 1.0)) for t in TERMS}
-        if p.get("motion_crop", False):
+        self.make_queue("segment_queue", dim, p.segment_queue_size or cfg.method.queue_size)
+        self.weights = {t: float(p.weights.get(t, 1.0)) for t in TERMS}
+        if p.motion_crop:
             self.augment = motion_augment(cfg)
             self.modalities = ("rgb", "flow")  # the crop's map comes from flow without index
 
