@@ -197,3 +197,19 @@ def test_motion_target_matches_scipy_convolve_defaults():
         ref = ref + np.hypot(sx, sy)
     got = mcl_motion_target(torch.from_numpy(flow), (1, 12, 12))[0, 0].numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_release_pipeline_replays_the_views_crop_on_the_other_clip():
+    """replay_flow(raw clip j, view i) is clip j's flow as view i's augmentation makes it:
+    on view i's own clip it reproduces the view exactly (crop, flip, scale)."""
+    torch.manual_seed(0)
+    cfg = _cfg(fra="release_pipeline")
+    cfg.data.flip = "independent"
+    model = MSCL(cfg)
+    batch = _pair_batch(b=6)
+    v1, v2 = model.views(batch, torch.Generator().manual_seed(3))[:2]
+    assert v1["aug_flip"].any() or v2["aug_flip"].any()
+    torch.testing.assert_close(model.replay_flow(batch["flow"][:, 0], v1), v1["flow"])
+    torch.testing.assert_close(model.replay_flow(batch["flow"][:, 1], v2), v2["flow"])
+    other = model.replay_flow(batch["flow"][:, 1], v1)
+    assert other.shape == v1["flow"].shape and not torch.allclose(other, v1["flow"])

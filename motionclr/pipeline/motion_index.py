@@ -35,7 +35,7 @@ import numpy as np
 
 from motionclr.datasets.samplers import max_start, segment_bounds
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: MDS last-frame score 0, as MSCL's script
 
 
 @dataclass(frozen=True)
@@ -180,8 +180,17 @@ def mds_frame_scores(flow: np.ndarray, bound: float, pool: int = 28,
        (Sobel), averaged in ``pool``-pixel blocks, bilinearly upsampled, divided by its
        maximum (MSCL mode "rgb_map" + "max"; a motionless frame has zero attention);
     3. score[t] = spatial mean of the per-pixel L2 colour difference between the weighted
-       images of frames t and t+1; the last frame repeats the previous score (our choice:
-       MSCL's script is not public, so which frame a difference belongs to is unverified).
+       images of frames t and t+1; the last frame scores 0.
+
+    Checked against MSCL's script (``tools/ssl/generate_mcl_samples.py`` in
+    megvii-research/MSCL, ``weight_type=rgb_map``, ``att_type=max``): it appends a copy of
+    the last weighted image and differences each frame with the next, so frame t holds the
+    t -> t+1 difference (as here) and the last frame's difference is 0 (version 1 of this
+    index repeated the previous score instead). Remaining differences, kept on purpose:
+    its Sobel filters use scipy's "reflect" border, which for 3x3 equals our replicate
+    border; its attention pooling (``avg_pool2d``, 28-pixel blocks) drops a partial last
+    block where we average it; its colour images are 0-255 where ours are 0-1 (a scale,
+    irrelevant to the ranking). ``clip_scores`` and the median are discussed there.
 
     Args:
         flow: float32 ``(N, H, W, 2)`` flow in pixels.
@@ -213,11 +222,15 @@ def mds_frame_scores(flow: np.ndarray, bound: float, pool: int = 28,
         start = a - (0 if prev is None else 1)
         diffs[start:start + len(d)] = d
         prev = img[-1:]
-    return np.append(diffs, diffs[-1]).astype(np.float32)
+    return np.append(diffs, 0.0).astype(np.float32)  # MSCL: the last frame minus itself
 
 
 def clip_scores(frame_score: np.ndarray, n_frames: int, clip_len: int, stride: int):
-    """Mean of ``frame_score`` over each candidate clip (indices clamped to the last frame)."""
+    """Mean of ``frame_score`` over each candidate clip (indices clamped to the last frame).
+
+    MSCL's script scores every frame as a start, adding 0 for indices past the end, and
+    takes the median over all of them; we score only the starts a full clip allows
+    (``max_start``), which the sampler can draw, so the median is over those."""
     n = len(frame_score)
     starts = np.arange(max_start(n_frames, clip_len, stride) + 1)
     idx = np.minimum(starts[:, None] + stride * np.arange(clip_len)[None], n - 1)
