@@ -221,14 +221,15 @@ def lmcl_logits(rgb_steps: Tensor, flow_steps: Tensor, rot_steps: Tensor | None 
     """LMCL frame-level logits: each RGB time step against all flow steps of its own clip.
 
     Candidates for RGB step t of clip n are the T flow steps of clip n (positive: step t)
-    followed, when given, by the T steps of the FRA-rotated flow of clip n (all negatives,
-    the "motion-shuffled" samples). No queue, no other clips.
+    followed, when given, by T extra steps, all negatives: the FRA-rotated flow of clip n
+    (the "motion-shuffled" samples; MSCL ``fra=paper`` / ``release``) or, as MSCL's released
+    pipeline feeds it, the key clip's unrotated flow (``release_pipeline``). No queue.
 
     Args:
         rgb_steps: (N, T, D) per-step RGB features (online; MSCL: neck level 0, 128-d,
             spatially pooled, no projection).
         flow_steps: (N, T, D) per-step features of the original flow (online).
-        rot_steps: optional (N, T, D) per-step features of the rotated flow (online).
+        rot_steps: optional (N, T, D) per-step features of the extra flow (online).
         temperature: tau, 0.07.
         normalize: L2-normalise all inputs along D first (MSCL does).
 
