@@ -213,3 +213,16 @@ def test_release_pipeline_replays_the_views_crop_on_the_other_clip():
     torch.testing.assert_close(model.replay_flow(batch["flow"][:, 1], v2), v2["flow"])
     other = model.replay_flow(batch["flow"][:, 1], v1)
     assert other.shape == v1["flow"].shape and not torch.allclose(other, v1["flow"])
+
+
+@pytest.mark.parametrize("fra", ["paper", "release", "release_pipeline", "none"])
+def test_every_fra_mode_trains_under_autocast(fra):
+    torch.manual_seed(0)
+    model = with_motion_focus(MSCL)(_cfg(fra=fra))
+    batch = _pair_batch()
+    batch["starts"] = torch.zeros(4, 2, dtype=torch.long)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, logs = model(batch, torch.Generator().manual_seed(1))
+    assert torch.isfinite(loss) and "loss_lmcl" in logs and "loss_mal" in logs
+    loss.backward()
+    assert model.lmcl_neck.weight.grad.abs().sum() > 0
