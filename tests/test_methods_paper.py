@@ -82,7 +82,7 @@ def test_mal_saliency_map_has_four_steps(make):
 
 def test_mal_refuses_a_single_step_layer():
     with pytest.raises(ValueError, match="T=1"):
-        MCL(_cfg(clip_len=4, flow=False, saliency_layer="body.9"))  # small3d's last conv at 4 frames
+        MCL(_cfg(clip_len=4, flow=False, saliency_layer="body.9"))  # last conv, 4 frames
 
 
 # ------------------------------------------------------------------ 3. MCL tubelets
