@@ -109,22 +109,32 @@ def validate_decode_params(short_side: int, fps: float, timeout: float,
 # Bump when decoding can give different frames for the same file (part of the stage hash).
 DECODER_VERSION = 2
 
-_SHOWINFO = re.compile(r"\[Parsed_showinfo_\d+ @ [^\]]*\] \[info\] n:\s*(\d+)\s+pts:\s*(-?\d+)")
-_ERROR_LINE = re.compile(r"\[(?:error|fatal|panic)\] |\[warning\] (?=.*(?:corrupt|damaged|partial|"
-                         r"missing|invalid|error|concealing|truncat))", re.IGNORECASE)
-_ADDR = re.compile(r" @ 0x[0-9a-f]+")
+# Every line at level warning and above that speaks of damage (the level tag itself can be
+# lost: ffmpeg's threads log concurrently and a message may continue another's line).
+_ERROR_LINE = re.compile(r"\[(?:error|fatal|panic)\]|corrupt|damaged|partial file|missing|"
+                         r"invalid|error|conceal|truncat", re.IGNORECASE)
+_TAGS = re.compile(r" @ 0x[0-9a-f]+|\[(?:warning|error|fatal|panic)\] ")
 
 
 def _errors(stderr: str, limit: int = 20) -> list[str]:
-    """ffmpeg's error lines (level error and worse, and warnings about damaged data such as
-    ``Packet corrupt ..., dropping it``), addresses dropped, deduplicated."""
+    """ffmpeg's lines about damaged data (errors, and warnings such as ``Packet corrupt ...,
+    dropping it``), addresses and level tags dropped, deduplicated."""
     out: list[str] = []
     for line in stderr.splitlines():
         if _ERROR_LINE.search(line):
-            line = _ADDR.sub("", _ERROR_LINE.sub("", line)).strip()[:200]
-            if line not in out:
+            line = _TAGS.sub("", line).strip()[:200]
+            if line and line not in out:
                 out.append(line)
     return out[:limit]
+
+
+@functools.lru_cache(maxsize=1)
+def _has_frame_stats() -> bool:
+    """ffmpeg >= 6.1 writes per-frame stats (``-stats_enc_pre``); older builds decode without
+    gap detection (damaged packets are still dropped, not concealed)."""
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-h", "full"], capture_output=True,
+                         text=True, errors="replace").stdout
+    return "stats_enc_pre" in out
 
 
 def whole_prefix(pts: list[int]) -> int:
@@ -143,44 +153,52 @@ def whole_prefix(pts: list[int]) -> int:
 
 
 def _run_ffmpeg(path, w: int, h: int, fps: float, max_frames: int, timeout: float,
-                keep: int = 0) -> tuple[bytes, str, int]:
+                keep: int = 0) -> tuple[bytes, str, int, list[int]]:
+    """Raw rgb24 frames, stderr, exit code and each output frame's pts."""
+    import tempfile
     stream = ffmpeg.input(str(path), fflags="+discardcorrupt", err_detect="+explode")
-    # showinfo logs every decoded frame's pts (gaps = frames ffmpeg dropped as damaged).
-    stream = stream.filter("showinfo")
     if keep:
         stream = stream.filter("trim", end_frame=keep)
     if fps and fps > 0:
         stream = stream.filter("fps", fps=fps)
     stream = stream.filter("scale", w, h, flags="area")
-    # passthrough: no frame duplicated to fill a timestamp gap (it would hide a dropped one).
-    out_kw = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
-    if max_frames > 0:
-        out_kw["frames:v"] = max_frames
-    cmd = stream.output("pipe:", **out_kw).global_args(
-        "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info").compile(
-        cmd=ffmpeg_exe())
+    with tempfile.TemporaryDirectory(prefix="motionclr-decode-") as tmp:
+        stats = Path(tmp) / "frames.txt"
+        # passthrough: no frame is duplicated to fill a timestamp gap (that would hide a
+        # dropped one); the per-frame stats file gives each frame's pts (a gap = a frame
+        # ffmpeg dropped as damaged), apart from stderr, which threads write concurrently.
+        out_kw = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
+        if _has_frame_stats():
+            out_kw.update(stats_enc_pre=str(stats), stats_enc_pre_fmt="{pts}")
+        if max_frames > 0:
+            out_kw["frames:v"] = max_frames
+        cmd = stream.output("pipe:", **out_kw).global_args(
+            "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+warning").compile(
+            cmd=ffmpeg_exe())
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    err_chunks: list[bytes] = []
-    drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
-    drain.start()
-    timed_out = threading.Event()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        err_chunks: list[bytes] = []
+        drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()),
+                                 daemon=True)
+        drain.start()
+        timed_out = threading.Event()
 
-    def _kill():
-        timed_out.set()
-        proc.kill()
+        def _kill():
+            timed_out.set()
+            proc.kill()
 
-    timer = threading.Timer(timeout, _kill)
-    timer.start()
-    try:
-        raw = proc.stdout.read()
-        proc.wait()
-    finally:
-        timer.cancel()
-        drain.join(timeout=5)
-    if timed_out.is_set():
-        raise DecodeError(f"ffmpeg timed out after {timeout:.0f}s")
-    return raw, b"".join(err_chunks).decode(errors="replace"), proc.returncode
+        timer = threading.Timer(timeout, _kill)
+        timer.start()
+        try:
+            raw = proc.stdout.read()
+            proc.wait()
+        finally:
+            timer.cancel()
+            drain.join(timeout=5)
+        if timed_out.is_set():
+            raise DecodeError(f"ffmpeg timed out after {timeout:.0f}s")
+        pts = [int(x) for x in stats.read_text().split()] if stats.is_file() else []
+    return raw, b"".join(err_chunks).decode(errors="replace"), proc.returncode, pts
 
 
 def decode_video(path: str | Path, short_side: int = 128, fps: float = 0.0,
@@ -204,21 +222,24 @@ def decode_video(path: str | Path, short_side: int = 128, fps: float = 0.0,
         raise DecodeError(f"declared size {meta['width']}x{meta['height']} exceeds the "
                           f"{max_pixels}-pixel limit")
     w, h = target_size(meta["width"], meta["height"], short_side)
-    raw, stderr, rc = _run_ffmpeg(path, w, h, fps, max_frames, timeout)
+    raw, stderr, rc, pts = _run_ffmpeg(path, w, h, fps, max_frames, timeout)
     errors = _errors(stderr)
-    pts = [int(m.group(2)) for m in _SHOWINFO.finditer(stderr)]
     frame_bytes = w * h * 3
     n = len(raw) // frame_bytes  # a trailing partial frame (truncated stream) is dropped
     dropped = 0
-    if errors and pts:
-        keep = whole_prefix(pts)
-        if keep < len(pts):
-            dropped = len(pts) - keep
-            if fps and fps > 0:  # resampled: decode again, stopping at the last whole frame
-                raw, _, rc = _run_ffmpeg(path, w, h, fps, max_frames, timeout, keep=keep)
+    if errors:
+        if fps and fps > 0:
+            # The fps filter fills gaps: find the first gap among the source frames, then
+            # decode again, stopping at the last whole frame.
+            pts = _run_ffmpeg(path, w, h, 0.0, 0, timeout)[3]
+            keep = whole_prefix(pts)
+            if 0 < keep < len(pts):
+                dropped = len(pts) - keep
+                raw, _, rc, _ = _run_ffmpeg(path, w, h, fps, max_frames, timeout, keep=keep)
                 n = len(raw) // frame_bytes
-            else:  # one output frame per decoded frame (passthrough)
-                n = min(n, keep)
+        elif pts:  # passthrough: one output frame per decoded frame
+            keep = whole_prefix(pts[:n])
+            dropped, n = n - min(n, keep), min(n, keep)
     if rc != 0 and n == 0:
         last = errors[-1] if errors else (stderr.strip().splitlines() or ["no message"])[-1]
         raise DecodeError(f"ffmpeg failed (exit {rc}): {last}")
