@@ -127,9 +127,10 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
     # Several processes may share this directory (job arrays, Ray/Dask): claim first, then
     # look again — another worker may have finished and released it in between.
     skipped = {"video_id": entry.video_id, "status": "skipped", "frames": 0, "seconds": 0.0}
-    if shards.part_status(parts_dir, entry.video_id) or not shards.claim(parts_dir,
-                                                                          entry.video_id):
-        return skipped
+    with _storage(parts_dir):  # a claim is a write: a read-only disk stops the run here
+        if shards.part_status(parts_dir, entry.video_id) or not shards.claim(parts_dir,
+                                                                              entry.video_id):
+            return skipped
     if shards.part_status(parts_dir, entry.video_id):
         shards.release(parts_dir, entry.video_id)
         return skipped
