@@ -244,18 +244,21 @@ def _run_parallel(todo: list[VideoEntry], cfg: Config, parts_dir: Path, progress
     bar = tqdm(total=len(todo), unit="video", disable=not progress, desc="flow")
     frames, t0 = 0, time.perf_counter()
     n_jobs = max(1, cfg.pipeline.workers)
-    with cluster_backend(cfg.pipeline.backend, cfg.pipeline.address, n_jobs) as backend, \
-            parallel_config(backend=backend, n_jobs=n_jobs):
-        gen = Parallel(return_as="generator_unordered")(
-            delayed(process_video)(e, cfg, parts_dir) for e in todo)
-        for r in gen:
-            results.append(r)
-            frames += r["frames"]
-            dt = max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(videos_s=f"{len(results) / dt:.2f}", frames_s=f"{frames / dt:.1f}",
-                            failed=sum(x["status"] == "failed" for x in results))
-            bar.update(1)
-    bar.close()
+    try:  # the bar is closed on an error too, so the error's line stands on its own
+        with cluster_backend(cfg.pipeline.backend, cfg.pipeline.address, n_jobs) as backend, \
+                parallel_config(backend=backend, n_jobs=n_jobs):
+            gen = Parallel(return_as="generator_unordered")(
+                delayed(process_video)(e, cfg, parts_dir) for e in todo)
+            for r in gen:
+                results.append(r)
+                frames += r["frames"]
+                dt = max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(videos_s=f"{len(results) / dt:.2f}",
+                                frames_s=f"{frames / dt:.1f}",
+                                failed=sum(x["status"] == "failed" for x in results))
+                bar.update(1)
+    finally:
+        bar.close()
     return results
 
 
