@@ -97,9 +97,9 @@ def _encode(frames, path, codec_args):
 # (name, encoder arguments, where the file is cut). mpeg4 in .avi and in a faststart .mp4
 # (index in front, so the cut leaves samples the index promises): ffmpeg conceals the cut
 # frame. x264 with B-frames: the cut drops a frame in the middle of the display order.
-CUTS = [("v.avi", ["-c:v", "mpeg4", "-q:v", "3", "-g", "12"], 0.8),
-        ("v.mp4", ["-c:v", "mpeg4", "-q:v", "3", "-g", "12", "-movflags", "+faststart"], 0.7),
-        ("b.mp4", ["-c:v", "libx264", "-g", "12", "-movflags", "+faststart"], 0.6)]
+CUTS = [("mpeg4_80.avi", ["-c:v", "mpeg4", "-q:v", "3", "-g", "12"], 0.8),
+        ("mpeg4_faststart_70.mp4", ["-c:v", "mpeg4", "-q:v", "3", "-g", "12", "-movflags", "+faststart"], 0.7),
+        ("x264_bframes_60.mp4", ["-c:v", "libx264", "-g", "12", "-movflags", "+faststart"], 0.6)]
 
 
 @pytest.mark.parametrize("name,codec,frac", CUTS, ids=[c[0] for c in CUTS])
