@@ -73,6 +73,11 @@ def validate_flow_params(method: str, params: dict) -> None:
     for k in ("batch_size", "num_flow_updates"):
         if k in params and params[k] < 1:
             raise ValueError(f"flow.params.{k} must be >= 1, got {params[k]}")
+    if method == "tvl1":
+        import cv2
+        if not hasattr(cv2, "optflow"):
+            raise EnvironmentFailure("flow.method=tvl1 needs cv2.optflow: install "
+                                     "opencv-contrib-python(-headless), not opencv-python")
     if method == "tvl1_torch":  # the engine's own value checks (gamma, presets, ...)
         from motionclr.flow.tvl1_torch import resolve_params
         rest = {k: v for k, v in params.items() if k not in ("preset", "batch_size")}

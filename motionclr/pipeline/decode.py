@@ -129,12 +129,15 @@ def _errors(stderr: str, limit: int = 20) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
+def _cli_help() -> str:
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-h", "full"], capture_output=True,
+                          text=True, errors="replace").stdout
+
+
 def _has_frame_stats() -> bool:
     """ffmpeg >= 6.1 writes per-frame stats (``-stats_enc_pre``); older builds decode without
     gap detection (damaged packets are still dropped, not concealed)."""
-    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-h", "full"], capture_output=True,
-                         text=True, errors="replace").stdout
-    return "stats_enc_pre" in out
+    return "stats_enc_pre" in _cli_help()
 
 
 def whole_prefix(pts: list[int]) -> int:
@@ -167,7 +170,9 @@ def _run_ffmpeg(path, w: int, h: int, fps: float, max_frames: int, timeout: floa
         # passthrough: no frame is duplicated to fill a timestamp gap (that would hide a
         # dropped one); the per-frame stats file gives each frame's pts (a gap = a frame
         # ffmpeg dropped as damaged), apart from stderr, which threads write concurrently.
-        out_kw = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
+        out_kw = {"format": "rawvideo", "pix_fmt": "rgb24",
+                  # -fps_mode since ffmpeg 5.1; -vsync before
+                  ("fps_mode" if "fps_mode" in _cli_help() else "vsync"): "passthrough"}
         if _has_frame_stats():
             out_kw.update(stats_enc_pre=str(stats), stats_enc_pre_fmt="{pts}")
         if max_frames > 0:
