@@ -40,8 +40,9 @@ def pid_alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
-        # No /proc entry although kill() found it: gone meanwhile, or no procfs (macOS).
-        return Path("/proc/self").exists() is False
+        # No /proc entry although kill() found it: gone meanwhile (dead), or there is no
+        # procfs at all (macOS), where kill() is all there is to go by.
+        return not Path("/proc/self").exists()
     except OSError:
         return True
     # Field 3, after the parenthesised command name (which may itself hold spaces or ')').

@@ -131,7 +131,10 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
         if shards.part_status(parts_dir, entry.video_id) or not shards.claim(parts_dir,
                                                                               entry.video_id):
             return skipped
-    if shards.part_status(parts_dir, entry.video_id):
+    # Packed meanwhile: the packer writes the manifest before it deletes the parts, so a part
+    # missing now with a manifest present was packed, not lost.
+    if shards.part_status(parts_dir, entry.video_id) or \
+            (parts_dir.parent / "manifest.json").is_file():
         shards.release(parts_dir, entry.video_id)
         return skipped
     try:
@@ -306,11 +309,21 @@ def run_flow_stage(cfg: Config, progress: bool = True, retry_failed: bool = Fals
     wall = time.perf_counter() - t0
 
     pending = [e for e in entries if shards.part_status(parts_dir, e.video_id) is None]
-    if pending:
+    if pending and shard:
         if progress:
             print(f"flow: {len(pending)} videos still pending (other slices or workers). "
                   "Run again without --shard to pack when all slices finish.")
         return out
+    # Without --shard this run is responsible for every video: wait for those other live
+    # processes are computing, and compute any whose claimer died (claim() takes it over).
+    if pending and progress:
+        print(f"flow: waiting for {len(pending)} videos other processes are computing")
+    while pending:
+        time.sleep(0.5)
+        if (out / "manifest.json").is_file():  # another process packed the stage
+            return out
+        results += [process_video(e, cfg, parts_dir) for e in pending]  # skips live claims
+        pending = [e for e in pending if shards.part_status(parts_dir, e.video_id) is None]
     computed = [r for r in results if r["status"] != "skipped"]
     # One packer: processes finishing together must not both pack and delete parts. Wait
     # for a live packer; a dead (or zombie) one's lock is taken over by claim().
