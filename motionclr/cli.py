@@ -25,11 +25,17 @@ def cmd_generate(args):
 
 
 def cmd_flow(args):
-    from motionclr.pipeline.flow_stage import run_flow_stage
+    from motionclr.pipeline.flow_stage import flow_outcome, run_flow_stage
     cfg = _config(args)
     if args.shard:
         cfg.pipeline.shard = args.shard
-    print(run_flow_stage(cfg))
+    out = run_flow_stage(cfg, retry_failed=args.retry_failed)
+    print(out)
+    lines, error = flow_outcome(cfg, out)  # "N packed, M failed" and the top reasons
+    print("\n".join(lines))
+    if error:
+        print(f"motionclr flow: error: {error}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def cmd_index(args):
@@ -67,12 +73,15 @@ def cmd_eval(args):
 
 def cmd_verify(args):
     from motionclr.pipeline.verify import verify_cache
+    from motionclr.pipeline.verify import stage_failures
     report = verify_cache(args.cache, checksums=not args.quick)
     bad = 0
     for stage, problems in report.items():
         print(f"{stage}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
         for p in problems:
             print(f"  - {p}")
+        for line in stage_failures(stage):  # recorded failed videos: not damage, but shown
+            print(f"  {line}")
         bad += len(problems)
     if bad:
         raise SystemExit(1)
@@ -97,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_config("generate", cmd_generate, "write the embedded synthetic dataset")
     s = with_config("flow", cmd_flow, "decode + flow + HDF5 shards (cached)")
     s.add_argument("--shard", default="", help="i/n: only slice i of n (job arrays)")
+    s.add_argument("--retry-failed", action="store_true",
+                   help="compute the videos recorded as failed again")
     with_config("index", cmd_index, "motion index (MDS, tubelets, segments) beside the shards")
     with_config("pretrain", cmd_pretrain, "pretrain a method on cached shards")
     with_config("demo", cmd_demo, "generate -> flow -> pretrain -> retrieval on CPU")

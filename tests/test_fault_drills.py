@@ -58,17 +58,55 @@ def _limited(limit_bytes):
     return pre
 
 
-def test_disk_full_is_a_clear_error_and_corrupts_nothing(root, tmp_path):
+def _one_disk_line(res, command):
+    """Exit 2 and the one disk line (tqdm's bars may share stderr), never a traceback."""
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    errors = [ln.split("\r")[-1] for ln in res.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and errors[0].startswith(f"motionclr {command}: error: cannot "
+                                                     "write to"), res.stderr[-2000:]
+    assert "File too large" in errors[0] and "rerun" in errors[0]
+
+
+# RLIMIT_FSIZE makes writes past the limit fail with EFBIG, as ENOSPC would on a full disk:
+# 30 kB stops the first part (~65 kB); 200 kB lets every part through and stops the shard
+# (~1 MB), where h5py reports the failed write as a RuntimeError when it closes the file.
+@pytest.mark.parametrize("limit", [30_000, 200_000], ids=["parts", "shards"])
+def test_disk_full_is_a_clear_error_and_corrupts_nothing(root, tmp_path, limit):
     over = tiny_overrides(root, tmp_path / "full")
     res = subprocess.run(_flow_cmd(over), capture_output=True, text=True,
-                         preexec_fn=_limited(30_000))
-    assert res.returncode == 2
-    assert "cannot write to" in res.stderr and "rerun" in res.stderr
+                         preexec_fn=_limited(limit))
+    _one_disk_line(res, "flow")
     stage = next((tmp_path / "full").glob("synthetic/flow-*"))
     assert not list(stage.rglob("*.tmp"))
+    assert not (stage / "manifest.json").exists() and not list(stage.glob("shard-*"))
     assert not list((stage / "parts").glob("*.failed.json"))  # not blamed on the videos
+    if limit == 200_000:
+        assert len(list((stage / "parts").glob("*.h5"))) == 16  # finished videos kept
     final = run_flow_stage(load_config(None, over), False)      # disk "fixed": finish
     assert verify_stage(final) == [] and len(manifest_digests(final)) == 16
+
+
+def test_disk_full_writing_the_index_checkpoint_and_features(root, tmp_path):
+    """The same one line for the motion index, a training checkpoint and eval features; no
+    partial file is left, and the rerun completes."""
+    over = tiny_overrides(root, tmp_path / "c", **{"train.run": str(tmp_path / "run")})
+    stage = run_flow_stage(load_config(None, over), False)
+    cli = [sys.executable, "-m", "motionclr"]
+    steps = [("index", [*cli, "index", *over, "method.name=mcl"], 30_000, stage),   # ~90 kB
+             ("pretrain", [*cli, "pretrain", *over], 100_000, tmp_path / "run"),  # ~360 kB
+             ("eval", [*cli, "eval", "retrieval", "--run", str(tmp_path / "run")], 1_000,
+              tmp_path / "run")]                                       # features ~2 kB
+    for command, cmd, limit, where in steps:
+        res = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_limited(limit))
+        _one_disk_line(res, command)
+        assert not list(where.rglob("*.tmp")), command
+        assert not list(where.glob("index-*.h5")) and not (where / "checkpoint.pt").exists() \
+            if command != "eval" else not list((where / "features").glob("*.npz"))
+        res = subprocess.run(cmd, capture_output=True, text=True)  # the disk is fixed
+        assert res.returncode == 0, (command, res.stderr[-2000:])
+    assert list(stage.glob("index-*.h5")) and (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert list((tmp_path / "run" / "features").glob("*.npz"))
 
 
 def test_read_only_output_is_a_clear_error(root, tmp_path):

@@ -168,3 +168,31 @@ def test_shards_are_phase_major(tiny_stage):
                     assert sum(n for _, n in spans) == len(set(idx.tolist())) * fb
                     got = reader.read((v["video_id"], m), idx, get)
                     assert np.array_equal(got, arr[idx]), (m, idx)
+
+
+def test_truncated_videos_pack_whole_frames_and_record_ffmpeg_errors(tmp_path):
+    """An .avi cut at 80 % and a faststart .mp4 cut at 70 %: the packed frames of each equal
+    the complete file's first frames exactly, and ffmpeg's complaint is in the manifest."""
+    from tests.test_decode import CUTS, _encode, _textured_frames
+    root = tmp_path / "videos"
+    for name, codec, frac in CUTS[:2]:
+        (root / "full").mkdir(parents=True, exist_ok=True)
+        (root / "cut").mkdir(exist_ok=True)
+        _encode(_textured_frames(), root / "full" / name, codec)
+        data = (root / "full" / name).read_bytes()
+        (root / "cut" / name).write_bytes(data[: int(len(data) * frac)])
+    cfg = load_config(None, ["data.dataset=folder", f"data.root={root}",
+                             f"data.cache={tmp_path / 'cache'}", "decode.short_side=0",
+                             "pipeline.workers=1", "flow.method=farneback"])
+    stage = run_flow_stage(cfg, progress=False)
+    man = json.loads((stage / "manifest.json").read_text())
+    rec = {v["video_id"]: v for v in man["videos"]}
+    assert man["failed"] == [] and len(rec) == 4
+    for name, _, _ in CUTS[:2]:
+        stem = name.rsplit(".", 1)[0]
+        full, _, _ = read_video(stage, f"full/{stem}")
+        cut, _, attrs = read_video(stage, f"cut/{stem}")
+        assert 2 <= len(cut) < len(full)
+        assert np.array_equal(cut, full[: len(cut)])
+        assert rec[f"cut/{stem}"]["decode_errors"] and attrs["decode_errors"]
+        assert "decode_errors" not in rec[f"full/{stem}"]

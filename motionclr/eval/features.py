@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from motionclr.atomic import atomic_write
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.datasets.transforms import normalize
 from motionclr.eval.views import DenseClips, clip_sampler, crop_views
@@ -135,9 +136,7 @@ def cached_features(model, stage_dir, subset: str, cfg, run_dir: Path, meta: dic
             return {k: z[k] for k in z.files}
     out = extract(model, stage_dir, subset, cfg, device, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(path)
+    atomic_write(path, lambda f: np.savez(f, **out))  # disk full: one line, no partial file
     return out
 
 

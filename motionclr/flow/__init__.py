@@ -3,7 +3,8 @@
 ``compute_flow(frames, method, device, **params)``: uint8 RGB ``(T, H, W, 3)`` ->
 float32 ``(T-1, H, W, 2)``; ``flow[i]`` maps frame i to frame i+1 as (dx, dy) in pixels.
 Estimators are registered by name -> "module:function" and imported on first use, so
-OpenCV-only users never import torch-heavy modules and vice versa.
+OpenCV-only users never import torch-heavy modules and vice versa. Each engine's parameters
+have a typed schema (``motionclr.flow.params``), checked before any work.
 """
 from __future__ import annotations
 
@@ -49,4 +50,14 @@ def compute_flow(frames, method: str = "tvl1", device: str = "cpu", **params):
     return fn(frames, device=device, **params)
 
 
-__all__ = ["compute_flow", "quantize", "dequantize", "DEFAULT_BOUND", "FLOW_METHODS", "get_flow_fn"]
+def validate_flow(method: str, params: dict, device: str = "cpu") -> None:
+    """Check ``method``, its ``params`` (typed schema) and the torch ``device`` before any
+    video is decoded: ValueError for a config mistake, EnvironmentFailure for a machine that
+    cannot run it (CUDA asked for but absent, a missing checkpoint)."""
+    from motionclr.flow.params import check_device, validate_flow_params
+    validate_flow_params(method, params)
+    check_device(method, device)
+
+
+__all__ = ["compute_flow", "quantize", "dequantize", "DEFAULT_BOUND", "FLOW_METHODS",
+           "get_flow_fn", "validate_flow"]

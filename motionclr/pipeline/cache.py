@@ -7,6 +7,9 @@ import json
 import os
 from pathlib import Path
 
+# Atomic writes live at the bottom of the package (train/eval use them too); re-exported.
+from motionclr.atomic import atomic_write, atomic_write_text, disk_error_reason, storage  # noqa: F401
+
 FORMAT_VERSION = 2  # bump when the shard layout or quantisation changes
 
 
@@ -24,25 +27,27 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary name in the same directory, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` (on this host) is running. A zombie (exited, not yet reaped
+    by its parent; ``kill(pid, 0)`` still succeeds on it) counts as dead: in a container whose
+    PID 1 never reaps, its locks would otherwise stay held for the whole lease."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        # No /proc entry although kill() found it: gone meanwhile (dead), or there is no
+        # procfs at all (macOS), where kill() is all there is to go by.
+        return not Path("/proc/self").exists()
+    except OSError:
         return True
-    return True
+    # Field 3, after the parenthesised command name (which may itself hold spaces or ')').
+    state = stat[stat.rindex(")") + 1:].split()[0]
+    return state not in ("Z", "X", "x")
 
 
 def remove_stale_tmp(directory: Path) -> list[Path]:

@@ -5,6 +5,11 @@ Work is per video and idempotent: a finished video is a file in ``parts/`` (or a
 several processes (``--shard i/n``) can share one directory. When every video has an
 outcome, the parts are packed into shards and ``manifest.json`` is written last: its
 presence marks the stage complete, and a later run with the same config is a no-op.
+
+Everything the config asks for is checked before any video is touched (flow method and its
+typed params, the torch device, decode and pipeline settings). A video's error is recorded
+for that video; an environment error stops the run and records nothing
+(``motionclr.pipeline.failures``). Every run ends with ``N packed, M failed``.
 """
 from __future__ import annotations
 
@@ -17,12 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from motionclr.config import Config
-from motionclr.errors import UserError
+from motionclr.errors import StorageError, UserError
 from motionclr.datasets.sources import SOURCES, VideoEntry, list_videos
 from motionclr.pipeline import shards
 from motionclr.pipeline.cache import (FORMAT_VERSION, atomic_write_text, file_digest,
-                                      remove_stale_tmp, stable_hash)
-from motionclr.pipeline.decode import DecodeError, decode_video, ffmpeg_version
+                                      remove_stale_tmp, stable_hash, storage)
+from motionclr.pipeline.decode import (DECODER_VERSION, DecodeError, decode_video,
+                                       ffmpeg_version, validate_decode_params)
+from motionclr.pipeline.failures import environment_failure, is_environment_error, top_reasons
 
 TORCH_METHODS = ("tvl1_torch", "raft_small", "raft_large")
 PACK_LOCK = "__pack__"
@@ -48,10 +55,13 @@ def library_versions(method: str) -> dict:
 
 def stage_params(cfg: Config) -> dict:
     """Everything that determines the flow stage's output except the list of inputs."""
+    from motionclr.flow.params import device_kind
+    flow = {"method": cfg.flow.method, "bound": cfg.flow.bound, "params": cfg.flow.params}
+    if cfg.flow.method in TORCH_METHODS:  # CPU and GPU kernels round differently
+        flow["device"] = device_kind(cfg.flow.method, cfg.flow.device)
     return {"decode": {"short_side": cfg.decode.short_side, "fps": cfg.decode.fps,
-                       "max_frames": cfg.decode.max_frames},
-            "flow": {"method": cfg.flow.method, "bound": cfg.flow.bound,
-                     "params": cfg.flow.params},
+                       "max_frames": cfg.decode.max_frames, "decoder": DECODER_VERSION},
+            "flow": flow,
             "storage": {"compression": cfg.pipeline.compression,
                         "time_phases": cfg.pipeline.time_phases},
             "versions": library_versions(cfg.flow.method)}
@@ -65,20 +75,34 @@ def stage_dir(cfg: Config, entries: list[VideoEntry]) -> Path:
     return Path(cfg.data.cache) / cfg.data.dataset / f"flow-{key}"
 
 
-class StorageError(UserError):
-    """The output directory cannot be written (full, read-only, quota): the run stops.
-
-    Finished videos are kept; nothing half-written remains; rerun when the disk is fixed.
-    """
-
-
-@contextlib.contextmanager
 def _storage(where: Path):
-    try:
-        yield
-    except OSError as e:
-        raise StorageError(f"cannot write to {where}: {e.strerror or e} — finished videos are "
-                           "kept; fix the disk (space, permissions) and rerun") from e
+    """A write error is the disk's: one StorageError line; finished videos are kept."""
+    return storage(where, "finished videos are kept; ")
+
+
+COMPRESSIONS = ("none", "lzf", "gzip")
+
+
+def validate_stage_config(cfg: Config) -> None:
+    """Everything that would otherwise fail on every video, checked before any work:
+    ValueError for a config mistake, EnvironmentFailure for a machine that cannot run it."""
+    from motionclr.flow import validate_flow
+    validate_flow(cfg.flow.method, cfg.flow.params, cfg.flow.device)
+    if not cfg.flow.bound > 0:
+        raise ValueError(f"flow.bound must be > 0, got {cfg.flow.bound}")
+    validate_decode_params(cfg.decode.short_side, cfg.decode.fps, cfg.decode.timeout,
+                           cfg.decode.max_frames)
+    p = cfg.pipeline
+    if p.compression not in COMPRESSIONS:
+        raise ValueError(f"pipeline.compression must be one of {list(COMPRESSIONS)}, "
+                         f"got {p.compression!r}")
+    if p.backend not in BACKENDS:
+        raise ValueError(f"unknown pipeline.backend {p.backend!r}; valid: {list(BACKENDS)}")
+    for key, v in (("workers", p.workers), ("time_phases", p.time_phases),
+                   ("shard_mb", p.shard_mb)):
+        if v < 1:
+            raise ValueError(f"pipeline.{key} must be >= 1, got {v}")
+    parse_shard(p.shard)
 
 
 def _event(parts_dir: Path, video_id: str, status: str, seconds: float, reason: str = ""):
@@ -103,10 +127,14 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
     # Several processes may share this directory (job arrays, Ray/Dask): claim first, then
     # look again — another worker may have finished and released it in between.
     skipped = {"video_id": entry.video_id, "status": "skipped", "frames": 0, "seconds": 0.0}
-    if shards.part_status(parts_dir, entry.video_id) or not shards.claim(parts_dir,
-                                                                          entry.video_id):
-        return skipped
-    if shards.part_status(parts_dir, entry.video_id):
+    with _storage(parts_dir):  # a claim is a write: a read-only disk stops the run here
+        if shards.part_status(parts_dir, entry.video_id) or not shards.claim(parts_dir,
+                                                                              entry.video_id):
+            return skipped
+    # Packed meanwhile: the packer writes the manifest before it deletes the parts, so a part
+    # missing now with a manifest present was packed, not lost.
+    if shards.part_status(parts_dir, entry.video_id) or \
+            (parts_dir.parent / "manifest.json").is_file():
         shards.release(parts_dir, entry.video_id)
         return skipped
     try:
@@ -129,11 +157,19 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
                  "flow_method": cfg.flow.method, "flow_params": cfg.flow.params,
                  "bound": float(cfg.flow.bound), "versions": library_versions(cfg.flow.method),
                  "convention": shards.CONVENTION,
-                 "flow_clipped_fraction": float(np.mean(np.abs(flow) > cfg.flow.bound))}
+                 "flow_clipped_fraction": float(np.mean(np.abs(flow) > cfg.flow.bound)),
+                 # ffmpeg's complaints, and frames cut after the first damaged one
+                 "decode_errors": info["decode_errors"],
+                 "frames_dropped": info["frames_dropped"]}
     except KeyboardInterrupt:
         shards.release(parts_dir, entry.video_id)
         raise
-    except Exception as e:  # noqa: BLE001 - any failure of one video is recorded, run goes on
+    except Exception as e:  # noqa: BLE001 - a video's failure is recorded, run goes on
+        if is_environment_error(e):
+            # The machine's fault (driver, OOM, import, checkpoint, permission, disk): it
+            # would fail every video alike. Stop, and record nothing against the video.
+            shards.release(parts_dir, entry.video_id)
+            raise environment_failure(e, entry.video_id) from e
         reason = f"{type(e).__name__}: {e}" if not isinstance(e, DecodeError) else str(e)
         with _storage(parts_dir):
             shards.write_failure(parts_dir, entry.video_id, str(entry.path), reason)
@@ -211,29 +247,39 @@ def _run_parallel(todo: list[VideoEntry], cfg: Config, parts_dir: Path, progress
     bar = tqdm(total=len(todo), unit="video", disable=not progress, desc="flow")
     frames, t0 = 0, time.perf_counter()
     n_jobs = max(1, cfg.pipeline.workers)
-    with cluster_backend(cfg.pipeline.backend, cfg.pipeline.address, n_jobs) as backend, \
-            parallel_config(backend=backend, n_jobs=n_jobs):
-        gen = Parallel(return_as="generator_unordered")(
-            delayed(process_video)(e, cfg, parts_dir) for e in todo)
-        for r in gen:
-            results.append(r)
-            frames += r["frames"]
-            dt = max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix(videos_s=f"{len(results) / dt:.2f}", frames_s=f"{frames / dt:.1f}",
-                            failed=sum(x["status"] == "failed" for x in results))
-            bar.update(1)
-    bar.close()
+    try:  # the bar is closed on an error too, so the error's line stands on its own
+        with cluster_backend(cfg.pipeline.backend, cfg.pipeline.address, n_jobs) as backend, \
+                parallel_config(backend=backend, n_jobs=n_jobs):
+            gen = Parallel(return_as="generator_unordered")(
+                delayed(process_video)(e, cfg, parts_dir) for e in todo)
+            for r in gen:
+                results.append(r)
+                frames += r["frames"]
+                dt = max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(videos_s=f"{len(results) / dt:.2f}",
+                                frames_s=f"{frames / dt:.1f}",
+                                failed=sum(x["status"] == "failed" for x in results))
+                bar.update(1)
+    finally:
+        bar.close()
     return results
 
 
-def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
-    """Run (or resume, or skip) the flow stage; returns the stage directory."""
+def run_flow_stage(cfg: Config, progress: bool = True, retry_failed: bool = False) -> Path:
+    """Run (or resume, or skip) the flow stage; returns the stage directory.
+
+    ``retry_failed``: compute the videos recorded as failed again (in the ledger, or in the
+    manifest of a finished stage, whose shards then gain the ones that now succeed).
+    """
+    validate_stage_config(cfg)  # before listing, decoding or writing anything
     entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split, **cfg.data.options)
     if cfg.data.limit > 0:
         entries = entries[:cfg.data.limit]
     out = stage_dir(cfg, entries)
     if (out / "manifest.json").is_file():
-        if progress:
+        if retry_failed:
+            _retry_finished(cfg, out, entries, progress)
+        elif progress:
             print(f"flow: cache hit, {out} is complete")
         return out
     parts_dir = out / "parts"
@@ -249,6 +295,11 @@ def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
     shard = parse_shard(cfg.pipeline.shard)
     if shard:
         mine = [e for i, e in enumerate(entries) if i % shard[1] == shard[0]]
+    if retry_failed:
+        with _storage(parts_dir):
+            for e in mine:
+                if shards.part_status(parts_dir, e.video_id) == "failed":
+                    (parts_dir / f"{shards.video_key(e.video_id)}.failed.json").unlink()
     todo = [e for e in mine if shards.part_status(parts_dir, e.video_id) is None]
     if progress:
         print(f"flow: {len(entries)} videos, {len(mine) - len(todo)} already done, "
@@ -258,26 +309,114 @@ def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
     wall = time.perf_counter() - t0
 
     pending = [e for e in entries if shards.part_status(parts_dir, e.video_id) is None]
-    if pending:
+    if pending and shard:
         if progress:
             print(f"flow: {len(pending)} videos still pending (other slices or workers). "
                   "Run again without --shard to pack when all slices finish.")
         return out
+    # Without --shard this run is responsible for every video: wait for those other live
+    # processes are computing, and compute any whose claimer died (claim() takes it over).
+    if pending and progress:
+        print(f"flow: waiting for {len(pending)} videos other processes are computing")
+    while pending:
+        time.sleep(0.5)
+        if (out / "manifest.json").is_file():  # another process packed the stage
+            return out
+        results += [process_video(e, cfg, parts_dir) for e in pending]  # skips live claims
+        pending = [e for e in pending if shards.part_status(parts_dir, e.video_id) is None]
     computed = [r for r in results if r["status"] != "skipped"]
-    # One packer: processes finishing together must not both pack and delete parts.
-    if not shards.claim(parts_dir, PACK_LOCK):
-        if progress:
-            print("flow: another process is packing this stage")
-        return out
+    # One packer: processes finishing together must not both pack and delete parts. Wait
+    # for a live packer; a dead (or zombie) one's lock is taken over by claim().
+    waited = False
+    while not shards.claim(parts_dir, PACK_LOCK):
+        if (out / "manifest.json").is_file():
+            return out
+        if progress and not waited:
+            print("flow: another process is packing this stage; waiting for it")
+        waited = True
+        time.sleep(0.5)
     try:
-        with _storage(out):
-            if not (out / "manifest.json").is_file():
-                write_manifest(cfg, out, entries, timing={
-                    "seconds": wall, "computed": len(computed),
-                    "frames": sum(r["frames"] for r in computed)})
+        if not (out / "manifest.json").is_file():
+            _pack(cfg, out, entries, timing={
+                "seconds": wall, "computed": len(computed),
+                "frames": sum(r["frames"] for r in computed)})
     finally:
         shards.release(parts_dir, PACK_LOCK)
     return out
+
+
+def _pack(cfg: Config, out: Path, entries: list[VideoEntry], timing: dict) -> dict:
+    """write_manifest under the storage handler; a failed packing leaves no temp shard."""
+    import os
+    try:
+        with _storage(out):
+            return write_manifest(cfg, out, entries, timing)
+    except BaseException:
+        for tmp in out.glob(f"*.{os.getpid()}.tmp"):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _retry_finished(cfg: Config, out: Path, entries: list[VideoEntry], progress: bool) -> None:
+    """Recompute a finished stage's failed videos; the ones that now succeed are packed into
+    new shards (``retry-*`` names) and the manifest is rewritten to include them."""
+    import os
+    man = shards.load_manifest(out)
+    ids = {f["video_id"] for f in man["failed"]}
+    retry = [e for e in entries if e.video_id in ids]
+    if progress:
+        print(f"flow: {out} is complete; retrying its {len(retry)} failed videos")
+    if not retry:
+        return
+    staging = out / f".retry.{os.getpid()}"  # a directory: not a ``*.tmp`` file
+    parts_dir = staging / "parts"
+    with _storage(out):
+        parts_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        results = _run_parallel(retry, cfg, parts_dir, progress)
+        done = [e for e in retry if shards.part_status(parts_dir, e.video_id) == "done"]
+        failed = [shards.read_failure(parts_dir, e.video_id) for e in retry
+                  if shards.part_status(parts_dir, e.video_id) == "failed"]
+        with _storage(out):
+            where = shards.pack_shards(staging, [e.video_id for e in done],
+                                       cfg.pipeline.shard_mb, cfg.pipeline.time_phases)
+            taken = {v["shard"] for v in man["videos"]}
+            n = sum(1 for _ in out.glob("retry-*.h5"))
+            renamed = {}
+            for name in sorted(set(where.values())):
+                while f"retry-{n:05d}.h5" in taken or (out / f"retry-{n:05d}.h5").exists():
+                    n += 1
+                renamed[name] = f"retry-{n:05d}.h5"
+                os.replace(staging / name, out / renamed[name])
+                n += 1
+            where = {vid: renamed[name] for vid, name in where.items()}
+            man["videos"] += _video_records(cfg, out, done, where)
+            man["failed"] = failed
+            man["timing"]["retried"] = len([r for r in results if r["status"] != "skipped"])
+            atomic_write_text(out / "manifest.json", json.dumps(man, indent=1, default=str))
+    finally:
+        import shutil
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def flow_outcome(cfg: Config, out: Path) -> tuple[list[str], str]:
+    """The run's last lines (``N packed, M failed`` and the top reasons) and, when the run
+    produced nothing usable, the one-line error the CLI exits non-zero with ("" if fine)."""
+    man_path = out / "manifest.json"
+    if not man_path.is_file():
+        if cfg.pipeline.shard:  # a job-array slice: packing is the last slice's job
+            return [f"flow: slice {cfg.pipeline.shard} finished; no manifest yet"], ""
+        return [f"flow: no manifest written in {out}"],             f"no manifest was written in {out}; rerun `motionclr flow` to finish the stage"
+    man = json.loads(man_path.read_text())
+    packed, failed = len(man["videos"]), man.get("failed", [])
+    lines = [f"flow: {packed} packed, {len(failed)} failed"]
+    lines += [f"  {n} x {reason}" for reason, n in top_reasons(failed)]
+    if failed:
+        lines.append("  (all reasons in manifest.json; `motionclr flow --retry-failed` "
+                     "computes them again)")
+    error = "" if packed else (f"nothing was packed: all {len(failed)} videos failed"
+                               f"{' (' + top_reasons(failed, 1)[0][0] + ')' if failed else ''}")
+    return lines, error
 
 
 def _split_membership(cfg: Config) -> dict:
@@ -293,13 +432,8 @@ def _split_membership(cfg: Config) -> dict:
     return member
 
 
-def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: dict) -> dict:
-    parts_dir = out / "parts"
-    done = [e for e in entries if shards.part_status(parts_dir, e.video_id) == "done"]
-    failed = [shards.read_failure(parts_dir, e.video_id) for e in entries
-              if shards.part_status(parts_dir, e.video_id) == "failed"]
-    where = shards.pack_shards(out, [e.video_id for e in done], cfg.pipeline.shard_mb,
-                               cfg.pipeline.time_phases)
+def _video_records(cfg: Config, out: Path, done: list[VideoEntry], where: dict) -> list[dict]:
+    """Manifest records of packed videos (``where``: video_id -> shard file name)."""
     member = _split_membership(cfg)
     import h5py
     videos = []
@@ -309,13 +443,28 @@ def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: di
             n, h, w = g["rgb"].shape[:3]
             fps = float(g.attrs["fps"])
             digest = str(g.attrs["content_blake2b"])
+            errors = json.loads(g.attrs.get("decode_errors", "[]"))
+            dropped = int(g.attrs.get("frames_dropped", 0))
             # Chunk byte offsets, so readers skip HDF5's metadata reads (cold-read latency).
             layout = shards.chunk_layout(g)
         videos.append({"video_id": e.video_id, "shard": where[e.video_id], "n_frames": int(n),
                        "height": int(h), "width": int(w), "fps": fps, "label": e.label,
                        "label_name": e.label_name, "group": e.group,
                        "content_blake2b": digest, "layout": layout,
-                       "splits": member.get(e.video_id, {str(cfg.data.split): e.subset})})
+                       "splits": member.get(e.video_id, {str(cfg.data.split): e.subset}),
+                       **({"decode_errors": errors, "frames_dropped": dropped}
+                          if errors or dropped else {})})
+    return videos
+
+
+def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: dict) -> dict:
+    parts_dir = out / "parts"
+    done = [e for e in entries if shards.part_status(parts_dir, e.video_id) == "done"]
+    failed = [shards.read_failure(parts_dir, e.video_id) for e in entries
+              if shards.part_status(parts_dir, e.video_id) == "failed"]
+    where = shards.pack_shards(out, [e.video_id for e in done], cfg.pipeline.shard_mb,
+                               cfg.pipeline.time_phases)
+    videos = _video_records(cfg, out, done, where)
     # Unlabelled test videos carry -1, and a class may have no video: index by label.
     names = {e.label: e.label_name for e in entries if e.label >= 0}
     classes = [names.get(i, "") for i in range(max(names, default=-1) + 1)]

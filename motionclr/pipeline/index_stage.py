@@ -8,13 +8,12 @@ flow stage it was computed from is the directory it lives in. Training loads it 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from motionclr.pipeline.cache import remove_stale_tmp, stable_hash
+from motionclr.pipeline.cache import atomic_write, remove_stale_tmp, stable_hash
 from motionclr.pipeline.motion_index import IndexParams, compute_index, index_key
 from motionclr.pipeline.shards import load_manifest
 
@@ -61,15 +60,16 @@ def run_index_stage(cfg, stage_dir: Path, progress: bool = True) -> Path:
     results = Parallel(n_jobs=max(1, min(cfg.pipeline.workers, len(by_shard))))(
         delayed(_index_shard)(Path(stage_dir), s, ids, float(man["bound"]), params)
         for s, ids in sorted(by_shard.items()))
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["params"] = json.dumps(index_key(params))
-        for res in results:
-            for vid, arrays in res.items():
-                g = f.require_group("videos").create_group(vid)
-                for k, a in arrays.items():
-                    g.create_dataset(k, data=np.asarray(a))
-    os.replace(tmp, path)
+
+    def write(fileobj):
+        with h5py.File(fileobj, "w") as f:
+            f.attrs["params"] = json.dumps(index_key(params))
+            for res in results:
+                for vid, arrays in res.items():
+                    g = f.require_group("videos").create_group(vid)
+                    for k, a in arrays.items():
+                        g.create_dataset(k, data=np.asarray(a))
+    atomic_write(path, write)  # disk full: one StorageError line, no partial index
     if progress:
         print(f"index: {len(man['videos'])} videos -> {path}")
     return path

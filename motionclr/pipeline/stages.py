@@ -7,6 +7,18 @@ from pathlib import Path
 from motionclr.config import Config
 
 
+def _usable(stage: Path) -> Path:
+    """A finished stage with no video (every one failed) is refused with its first reason."""
+    man = json.loads((stage / "manifest.json").read_text())
+    if not man.get("videos"):
+        failed = man.get("failed", [])
+        why = f": {failed[0].get('reason', '')}" if failed else ""
+        raise FileNotFoundError(f"the flow stage {stage} packed 0 videos ({len(failed)} "
+                                f"failed{why}); fix the cause and run `motionclr flow "
+                                "--retry-failed`")
+    return stage
+
+
 def find_flow_stage(cfg: Config) -> Path:
     """The flow-stage directory for ``cfg``.
 
@@ -24,7 +36,7 @@ def find_flow_stage(cfg: Config) -> Path:
             entries = entries[:cfg.data.limit]
         exact = stage_dir(cfg, entries)
         if (exact / "manifest.json").is_file():
-            return exact
+            return _usable(exact)
     except FileNotFoundError:
         exact = None
     if exact is not None:
@@ -42,7 +54,7 @@ def find_flow_stage(cfg: Config) -> Path:
                for k in ("decode", "flow", "storage")):
             matches.append(man.parent)
     if len(matches) == 1:
-        return matches[0]
+        return _usable(matches[0])
     if len(matches) > 1:
         raise FileNotFoundError(f"several finished flow stages match this config and the "
                                 f"dataset root is not there to tell them apart: {matches}")

@@ -21,6 +21,10 @@ def verify_stage(stage_dir: str | Path, checksums: bool = True) -> list[str]:
     except (FileNotFoundError, ValueError) as e:
         return [str(e)]
     problems: list[str] = []
+    if not man["videos"]:  # a stage every video failed in is not a usable cache
+        failed = man.get("failed", [])
+        why = f": {failed[0].get('reason', '')}" if failed else ""
+        problems.append(f"0 videos packed ({len(failed)} failed{why})")
     by_shard: dict[str, list[dict]] = {}
     for v in man["videos"]:
         by_shard.setdefault(v["shard"], []).append(v)
@@ -60,6 +64,19 @@ def verify_stage(stage_dir: str | Path, checksums: bool = True) -> list[str]:
     problems += [f"{p.relative_to(stage_dir)}: temporary file left behind"
                  for p in sorted(stage_dir.rglob("*.tmp"))]
     return problems
+
+
+def stage_failures(stage_dir: str | Path, top: int = 3) -> list[str]:
+    """The stage's recorded failed videos: a count and the most common reasons."""
+    from motionclr.pipeline.failures import top_reasons
+    try:
+        failed = load_manifest(stage_dir).get("failed", [])
+    except (FileNotFoundError, ValueError):
+        return []
+    if not failed:
+        return []
+    return [f"{len(failed)} video(s) recorded as failed:"] + \
+        [f"  {n} x {reason}" for reason, n in top_reasons(failed, top)]
 
 
 def verify_cache(path: str | Path, checksums: bool = True) -> dict[str, list[str]]:

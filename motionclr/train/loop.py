@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
+from motionclr.atomic import atomic_write
 from motionclr.config import Config, config_from_dict, save_config
 from motionclr.datasets.distributed import TrainShardSampler
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
@@ -65,9 +65,8 @@ def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    # A full disk: one StorageError line, the previous checkpoint intact (motionclr.atomic).
+    atomic_write(path, lambda f: torch.save(state, f), kept="the last checkpoint is kept; ")
 
 
 def _append_log(path: Path, rows: list[dict]) -> None:
