@@ -27,7 +27,8 @@ from motionclr.datasets.synthetic import CLASSES, _texture, encode_video
 VERSION = 1
 MARKER = "synthetic-objects.json"
 BG_GAIN = 0.45  # background texture values 64-255 -> 29-115: dark and low in contrast
-SPEED = (0.8, 1.15)       # px/frame of the moving object (128x96 frames)
+# Sizes and speeds in px of a 96-px-high frame (scaled with the frame height).
+SPEED = (0.8, 1.15)       # px/frame of the moving object
 SPIN = (3.0, 5.0)         # deg/frame of the rotating object
 ZOOM = (0.015, 0.025)     # relative size change per frame of the zooming object
 RADIUS = (14.0, 18.0)     # object half-size (long axis) for moves and rotations, px
@@ -96,10 +97,12 @@ def _plan(name: str, rng: np.random.Generator, n_frames: int, w: int, h: int
           ) -> tuple[float, tuple[float, float], float]:
     """(object half-size r, start centre, rate) such that the object stays in the frame."""
     span = n_frames - 1
-    margin = 2.0
+    k = h / 96  # the constants are for 96-px-high frames
+    margin = 2.0 * k
+    radius, min_radius = (RADIUS[0] * k, RADIUS[1] * k), MIN_RADIUS * k
     if name.startswith("Move"):
-        r = float(rng.uniform(*RADIUS))
-        rate = float(rng.uniform(*SPEED))
+        r = float(rng.uniform(*radius))
+        rate = float(rng.uniform(*SPEED)) * k
         travel = rate * span
         horizontal = name in ("MoveRight", "MoveLeft")
         room = (w if horizontal else h) - 2 * (r + margin) - travel
@@ -111,14 +114,14 @@ def _plan(name: str, rng: np.random.Generator, n_frames: int, w: int, h: int
         across = float(rng.uniform(r + margin, (h if horizontal else w) - r - margin))
         return r, ((first, across) if horizontal else (across, first)), rate
     if name.startswith("Rotate"):
-        r = float(rng.uniform(*RADIUS))
+        r = float(rng.uniform(*radius))
         rate = float(rng.uniform(*SPIN))
     else:
         rate = float(rng.uniform(*ZOOM))
         f = (1 + rate) ** (span / 2)  # size at either end / size in the middle frame
         # the large end must fit the frame, the small end stay >= MIN_RADIUS
-        hi = min(RADIUS[1], (min(w, h) / 2 - margin) / f)
-        lo = max(MIN_RADIUS * f, 0.8 * RADIUS[0])
+        hi = min(radius[1], (min(w, h) / 2 - margin) / f)
+        lo = max(min_radius * f, 0.8 * radius[0])
         if lo > hi:
             raise ValueError(f"a zoom over {n_frames} frames does not fit a {w}x{h} frame; "
                              "use fewer frames or a larger size")
