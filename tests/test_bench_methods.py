@@ -46,12 +46,18 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
         assert "--only-seeds 0" in r["command"] and r["cpu_seconds"] > 0
     assert runs["synthetic-objects/moco/default/s0"]["dataset"] == "synthetic-objects"
     assert "loss" in runs["synthetic/moco/default/s0"]["final_terms"]
+    per_class = runs["synthetic-objects/moco/default/s0"]["per_class_r1"]
+    assert len(per_class) == 8 and "ZoomOut" in per_class
+    # one query per class here: the per-class hits add up to R@1
+    r1 = runs["synthetic-objects/moco/default/s0"]["recall"]["1"]
+    assert abs(sum(per_class.values()) / 8 - r1) < 1e-9
     text = out.read_text()
     assert "kept text" in text and "<!-- bench:methods:start -->" in text
     assert "### object motion (`synthetic-objects`)" in text
     assert "| supervised (labels; reference) |" in text
-    moco_rows = [ln for ln in text.splitlines() if ln.startswith("| moco |")]
+    moco_rows = [ln for ln in text.splitlines() if ln.startswith("| moco |") and "±" in ln]
     assert len(moco_rows) == 2 and all("(1/2)" in ln for ln in moco_rows)
+    assert "R@1 per query class" in text and "| method | MoveRight |" in text
     assert "| mscl | not run |" in text  # the rest of the plan is shown as missing
     # piece 2: the other seed of moco on object motion; cached runs are not retrained
     before = (tmp_path / "w" / "synthetic" / "moco-default-s0" / "checkpoint.pt").stat()
@@ -62,7 +68,8 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     assert "synthetic-objects/moco/default/s1" in runs and len(runs) == 5
     after = (tmp_path / "w" / "synthetic" / "moco-default-s0" / "checkpoint.pt").stat()
     assert before.st_mtime_ns == after.st_mtime_ns
-    obj_moco = [ln for ln in out.read_text().splitlines() if ln.startswith("| moco |")][1]
+    obj_moco = [ln for ln in out.read_text().splitlines()
+                if ln.startswith("| moco |") and "±" in ln][1]
     assert obj_moco.endswith("| 0,1 |")
     # the section is rewritten from the saved results alone
     first = out.read_text()

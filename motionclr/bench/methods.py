@@ -167,7 +167,24 @@ def run_one(cfg, progress: bool) -> dict:
     return {"method": cfg.method.name, "dataset": cfg.data.dataset, "seed": cfg.train.seed,
             "seconds": seconds, "cpu_seconds": cpu,
             "recall": {k: rec[k] for k in KS}, "n_query": res["protocol"]["n_query"],
-            "n_gallery": res["protocol"]["n_gallery"], "final_terms": _final_terms(run)}
+            "n_gallery": res["protocol"]["n_gallery"], "final_terms": _final_terms(run),
+            "per_class_r1": per_class_r1(run, cfg)}
+
+
+def per_class_r1(run: Path, cfg) -> dict[str, float]:
+    """R@1 of each class's test queries (features are cached by the retrieval just run): the
+    evidence for which motions a representation separates."""
+    import numpy as np
+
+    from motionclr.datasets.synthetic import generator
+    from motionclr.eval.features import run_features
+    from motionclr.eval.retrieval_protocols import neighbours
+    rf = run_features(run, None, cfg.train.device, False)
+    q_lab, g_lab = np.asarray(rf.query["labels"]), np.asarray(rf.gallery["labels"])
+    order, _ = neighbours(rf.query["feats"], rf.gallery["feats"], k=1, center=cfg.eval.center)
+    hit = g_lab[order[:, 0]] == q_lab
+    names = generator(cfg.data.dataset).CLASSES
+    return {names[c]: float(hit[q_lab == c].mean()) for c in sorted(set(q_lab.tolist()))}
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -197,7 +214,7 @@ def _gap(a: dict, b: dict, k: int = 1) -> str:
 
 def _row(name: str, s: dict, want: int, extra: list[str]) -> str:
     if not s:
-        return f"| {name} | not run | – | " + " | ".join(["–"] * len(extra)) + " | – | – | – |"
+        return f"| {name} | not run | – | " + " | ".join(["–"] * (len(extra) + 3)) + " |"
     seeds = ",".join(map(str, s["seeds"])) + ("" if len(s["seeds"]) == want
                                               else f" ({len(s['seeds'])}/{want})")
     return (f"| {name} | {_pct(s[1])} | {_pct(s[5])} | " + " | ".join(extra) + " | "
@@ -243,7 +260,7 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
             s = _cell(table_runs("headline", [ds], [m], seeds), cache)
             lines.append(_row(REFERENCE.get(m, m), s, want,
                               ["–" if m == "moco" else _gap(s, moco)]))
-        lines.append("")
+        lines += [""] + per_class_table(ds, [*methods, *cached], seeds, cache)
     moco = _cell(table_runs("headline", [ABLATION_DATASET], ["moco"], seeds), cache)
     for method, variants in ABLATIONS.items():
         runs = table_runs(method, [], [], seeds)
@@ -269,6 +286,24 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
         best = max(parts, key=lambda p: p[1][0]) if parts and all(parts) else {}
         lines.append(_row(m, s, want, [_gap(s, best) if m in COMBOS else "–", _gap(s, moco)]))
     return "\n".join(lines)
+
+
+def per_class_table(ds: str, methods, seeds, cache: dict) -> list[str]:
+    """R@1 per query class (mean over the cached seeds) of each method run on ``ds``."""
+    rows = {}
+    for m in dict.fromkeys(methods):
+        got = [cache[r.key]["per_class_r1"] for r in table_runs("headline", [ds], [m], seeds)
+               if r.key in cache and cache[r.key].get("per_class_r1")]
+        if got:
+            rows[m] = {c: statistics.fmean(g[c] for g in got) for c in got[0]}
+    if not rows:
+        return []
+    classes = list(next(iter(rows.values())))
+    out = ["R@1 per query class (%, mean over the seeds run):", "",
+           "| method | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
+    out += [f"| {m} | " + " | ".join(f"{100 * v[c]:.0f}" for c in classes) + " |"
+            for m, v in rows.items()]
+    return out + [""]
 
 
 def parse(argv):
