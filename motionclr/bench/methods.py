@@ -187,8 +187,8 @@ def per_class_r1(run: Path, cfg) -> dict[str, float]:
     return {names[c]: float(hit[q_lab == c].mean()) for c in sorted(set(q_lab.tolist()))}
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+def _mean_std(xs: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -197,11 +197,13 @@ def summarise(rows: list[dict]) -> dict:
         return {}
     return {"seeds": [r["seed"] for r in rows], "r1": [r["recall"][1] for r in rows],
             "seconds": statistics.fmean(r["seconds"] for r in rows),
+            "cpu_seconds": statistics.fmean(r.get("cpu_seconds", float("nan")) for r in rows),
             **{k: _mean_std([r["recall"][k] for r in rows]) for k in KS}}
 
 
 def _pct(ms) -> str:
-    return f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"
+    """mean ± std in %; one seed has no spread to show."""
+    return f"{100 * ms[0]:.1f}" + ("" if ms[1] is None else f" ± {100 * ms[1]:.1f}")
 
 
 def _cell(runs: list[Run], cache: dict) -> dict:
@@ -218,7 +220,8 @@ def _row(name: str, s: dict, want: int, extra: list[str]) -> str:
     seeds = ",".join(map(str, s["seeds"])) + ("" if len(s["seeds"]) == want
                                               else f" ({len(s['seeds'])}/{want})")
     return (f"| {name} | {_pct(s[1])} | {_pct(s[5])} | " + " | ".join(extra) + " | "
-            f"{' / '.join(f'{100 * x:.1f}' for x in s['r1'])} | {s['seconds']:.0f} | {seeds} |")
+            f"{' / '.join(f'{100 * x:.1f}' for x in s['r1'])} | {s['seconds']:.0f} / "
+            f"{s['cpu_seconds']:.0f} | {seeds} |")
 
 
 def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> str:
@@ -241,10 +244,12 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
         f"{','.join(map(str, seeds))}. Retrieval: test videos query the train gallery, "
         f"features centred, cosine, {cfg['num_clips']} clips per video. Cells: R@1/R@5 mean ± "
         "sample standard deviation over seeds (%); Δ: difference of the means in points; "
-        "`not run` or `(n/3)`: runs not (yet) in the cache. Chance R@1 is 12.5 % (8 balanced "
-        "classes). The supervised row uses the labels (same backbone, clips, augmentation "
-        "and epochs): the reference for what the budget can learn from RGB at all.", ""]
-    head = "| {} | R@1 (%) | R@5 (%) | {} | R@1 per seed | pretrain s | seeds |"
+        f"`not run` or `(n/{want})`: runs not (yet) in the cache; pretrain s: wall seconds, "
+        "CPU s: the process's CPU seconds (with its finished loader workers). Chance R@1 is "
+        "12.5 % (8 balanced classes). The supervised row uses the labels (same backbone, "
+        "clips, augmentation and epochs): the reference for what the budget can learn from "
+        "RGB at all.", ""]
+    head = "| {} | R@1 (%) | R@5 (%) | {} | R@1 per seed | pretrain s / CPU s | seeds |"
     for ds in DATASETS:
         n_q = next((r["n_query"] for k, r in cache.items() if k.startswith(ds + "/")), None)
         lines += [f"### {DATASET_TITLES[ds]}", "",
