@@ -5,8 +5,8 @@ in/out (the names and label order of ``synthetic.CLASSES``). The background is s
 drawn from a different distribution than the object: a dark, low-contrast smooth texture
 (``BG_GAIN`` of the camera set's texture) against a bright, saturated, finer-grained
 object, so the object is plainly visible in a single frame (``contrast``). Version 1 of the
-camera set drew its object from the *same* texture and colour range as the background,
-i.e. camouflaged it; ``camouflaged_object`` renders that control for the tests.
+embedded dataset (``synthetic.py``) drew its object from the *same* kind of texture and
+colour range as the background, i.e. camouflaged it; ``camouflaged_object`` renders that control for the tests.
 
 As in UCF101, the clips of one group share their scene: the background is drawn per (class,
 group), the object (shape, texture, colour), its position and speed per video, and groups
