@@ -16,7 +16,7 @@ COMMON   := data.dataset=$(DATASET) data.root=$(DATA_ROOT) data.cache=$(CACHE) \
             pipeline.workers=$(WORKERS) flow.device=$(DEVICE)
 MOTIONCLR := $(BIN)/motionclr
 
-.PHONY: setup demo flow index pretrain eval-retrieval eval-linear eval-knn finetune \
+.PHONY: setup demo generate flow index pretrain eval-retrieval eval-linear eval-knn finetune \
         retrieval-figure report bench bench-methods test lint clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
@@ -30,6 +30,9 @@ demo: setup
 	$(MOTIONCLR) demo --config configs/datasets/synthetic.yaml configs/methods/moco.yaml \
 	    configs/demo.yaml data.cache=$(CACHE) pipeline.workers=$(WORKERS) \
 	    train.device=$(DEVICE) train.run=runs/demo-moco $(ARGS)
+
+generate: setup
+	$(MOTIONCLR) generate --config configs/datasets/$(DATASET).yaml data.root=$(DATA_ROOT) $(ARGS)
 
 flow: setup
 	$(MOTIONCLR) flow --config configs/datasets/$(DATASET).yaml $(COMMON) $(ARGS)

@@ -18,10 +18,10 @@ def _config(args):
 
 
 def cmd_generate(args):
-    from motionclr.datasets.synthetic import generate
+    from motionclr.datasets.synthetic import generator
     cfg = _config(args)
-    root = generate(cfg.data.root, seed=cfg.train.seed)
-    print(f"synthetic dataset in {root}")
+    root = generator(cfg.data.dataset).generate(cfg.data.root, seed=cfg.train.seed)
+    print(f"{cfg.data.dataset} dataset in {root}")
 
 
 def cmd_flow(args):
@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(fn=fn)
         return s
 
-    with_config("generate", cmd_generate, "write the embedded synthetic dataset")
+    with_config("generate", cmd_generate,
+                "write an embedded dataset (data.dataset: synthetic | synthetic-objects)")
     s = with_config("flow", cmd_flow, "decode + flow + HDF5 shards (cached)")
     s.add_argument("--shard", default="", help="i/n: only slice i of n (job arrays)")
     s.add_argument("--retry-failed", action="store_true",

@@ -16,7 +16,7 @@ DEMO_CONFIGS = ["configs/datasets/synthetic.yaml", "configs/methods/moco.yaml",
 
 
 def run_demo(configs: list[str] | None = None, overrides: list[str] | None = None) -> dict:
-    from motionclr.datasets.synthetic import generate
+    from motionclr.datasets.synthetic import generator
     from motionclr.eval.retrieval import format_table, run_retrieval
     from motionclr.pipeline.flow_stage import run_flow_stage
     from motionclr.train.loop import pretrain, run_dir_of
@@ -31,7 +31,8 @@ def run_demo(configs: list[str] | None = None, overrides: list[str] | None = Non
         timings[name] = time.perf_counter() - t0
         return out
 
-    stage("generate", lambda: generate(cfg.data.root, seed=cfg.train.seed))
+    stage("generate", lambda: generator(cfg.data.dataset).generate(cfg.data.root,
+                                                                    seed=cfg.train.seed))
     flow_dir = stage("flow", lambda: run_flow_stage(cfg))
     run = run_dir_of(cfg)
     stage("pretrain", lambda: pretrain(cfg))

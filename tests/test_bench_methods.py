@@ -1,34 +1,108 @@
-"""`motionclr bench methods` end to end on the tiny dataset (1 epoch): table and results."""
+"""`motionclr bench methods` end to end on tiny versions of both embedded datasets (1 epoch):
+tables, the per-run cache (resume, selection) and rendering from results.json."""
 import json
 from pathlib import Path
 
+import pytest
+
+from motionclr.bench import methods as bm
 from motionclr.bench.methods import main
+from motionclr.datasets import synthetic_objects
 from tests.conftest import tiny_overrides
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def test_bench_methods_writes_its_section(tiny_stage, tiny_root, tmp_path, one_torch_thread):
+@pytest.fixture(scope="module")
+def tiny_objects_root(tmp_path_factory):
+    """16 object-motion videos (8 classes x 2 groups, group 1 = test), 12 frames of 64x48."""
+    return synthetic_objects.generate(tmp_path_factory.mktemp("obj"), groups=2, clips=1,
+                                      n_frames=12, size=(64, 48), seed=0)
+
+
+def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_objects_root,
+                                                  tmp_path, one_torch_thread):
     cfg, _ = tiny_stage
     out = tmp_path / "bench.md"
     out.write_text("# Benchmarks\n\nkept text\n")
-    over = tiny_overrides(tiny_root, cfg.data.cache)
-    args = ["--seeds", "1", "--epochs", "1", "--methods", "moco,supervised", "--out",
-            str(out), "--workdir", str(tmp_path / "w"), "--configs", str(CONFIGS),
-            "--quiet", "--set", *over]
-    assert main(args) == 0
+    # the tiny budget for every run; each dataset keeps its own name, root given per dataset
+    over = [o for o in tiny_overrides(tiny_root, cfg.data.cache)
+            if not o.startswith(("data.dataset=", "data.root="))]
+    base = ["--seeds", "2", "--epochs", "1", "--out", str(out), "--workdir",
+            str(tmp_path / "w"), "--configs", str(CONFIGS), "--quiet",
+            "--root", f"synthetic={tiny_root}", f"synthetic-objects={tiny_objects_root}",
+            "--set", *over]
+    # piece 1: moco and supervised, seed 0, both datasets
+    assert main(base + ["--tables", "headline", "--methods", "moco,supervised",
+                        "--only-seeds", "0"]) == 0
+    saved = json.loads((tmp_path / "w" / "results.json").read_text())
+    (runs,) = saved["budgets"].values()
+    assert sorted(runs) == ["synthetic-objects/moco/default/s0",
+                            "synthetic-objects/supervised/default/s0",
+                            "synthetic/moco/default/s0", "synthetic/supervised/default/s0"]
+    for r in runs.values():
+        assert r["n_query"] == 8 and r["n_gallery"] == 8 and r["seed"] == 0
+        assert all(0.0 <= v <= 1.0 for v in r["recall"].values())
+        assert "--only-seeds 0" in r["command"] and r["cpu_seconds"] > 0
+    assert runs["synthetic-objects/moco/default/s0"]["dataset"] == "synthetic-objects"
+    assert "loss" in runs["synthetic/moco/default/s0"]["final_terms"]
+    per_class = runs["synthetic-objects/moco/default/s0"]["per_class_r1"]
+    assert len(per_class) == 8 and "ZoomOut" in per_class
+    # one query per class here: the per-class hits add up to R@1
+    r1 = runs["synthetic-objects/moco/default/s0"]["recall"]["1"]
+    assert abs(sum(per_class.values()) / 8 - r1) < 1e-9
     text = out.read_text()
     assert "kept text" in text and "<!-- bench:methods:start -->" in text
-    assert "| moco |" in text and "| supervised (labels; reference) |" in text
-    rows = json.loads((tmp_path / "w" / "results.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["moco", "supervised"]
-    for r in rows:
-        assert r["n_query"] == 8 and r["n_gallery"] == 8
-        assert all(0.0 <= v <= 1.0 for v in r["recall"].values())
-    # the section can be rewritten from the saved results without training again
+    assert "### object motion (`synthetic-objects`)" in text
+    assert "| supervised (labels; reference) |" in text
+    moco_rows = [ln for ln in text.splitlines() if ln.startswith("| moco |") and "±" in ln]
+    assert len(moco_rows) == 2 and all("(1/2)" in ln for ln in moco_rows)
+    assert "R@1 per query class" in text and "| method | MoveRight |" in text
+    assert "| mscl | not run |" in text  # the rest of the plan is shown as missing
+    # piece 2: the other seed of moco on object motion; cached runs are not retrained
+    before = (tmp_path / "w" / "synthetic" / "moco-default-s0" / "checkpoint.pt").stat()
+    assert main(base + ["--tables", "headline", "--methods", "moco",
+                        "--datasets", "synthetic-objects"]) == 0
+    runs = next(iter(json.loads((tmp_path / "w" / "results.json").read_text())
+                     ["budgets"].values()))
+    assert "synthetic-objects/moco/default/s1" in runs and len(runs) == 5
+    after = (tmp_path / "w" / "synthetic" / "moco-default-s0" / "checkpoint.pt").stat()
+    assert before.st_mtime_ns == after.st_mtime_ns
+    obj_moco = [ln for ln in out.read_text().splitlines()
+                if ln.startswith("| moco |") and "±" in ln][1]
+    assert obj_moco.endswith("| 0,1 |")
+    # the section is rewritten from the saved results alone
     first = out.read_text()
     out.write_text("# Benchmarks\n")
-    assert main(args + ["--render-only"]) == 0
-    again = out.read_text()
+    assert main(base + ["--render-only"]) == 0
     table = [ln for ln in first.splitlines() if ln.startswith("| moco")]
-    assert table and table == [ln for ln in again.splitlines() if ln.startswith("| moco")]
+    assert table == [ln for ln in out.read_text().splitlines() if ln.startswith("| moco")]
+
+
+def test_plan_covers_the_ablations_and_combinations():
+    runs = bm.plan(bm.TABLES, bm.DATASETS, list(bm.DEFAULT_METHODS), [0, 1, 2])
+    keys = [r.key for r in runs]
+    assert len(keys) == len(set(keys))
+    head = [r for r in runs if r.variant == bm.FULL and r.method in bm.DEFAULT_METHODS]
+    assert len(head) == 2 * 6 * 3
+    for method, terms in (("mcl", ["loss_inter", "loss_intra", "loss_order", "loss_mal"]),
+                          ("vclr", ["loss_inter", "loss_intra", "loss_segment", "loss_order"])):
+        mine = [r for r in runs if r.method == method and r.variant != bm.FULL]
+        assert {r.dataset for r in mine} == {"synthetic-objects"}
+        offs = {o for r in mine for o in r.overrides}
+        assert {f"method.terms.{t}=0" for t in terms} <= offs
+    assert {r.method for r in runs} >= {"modist+mcl", "mscl+mcl"}
+    # every variant's overrides load onto the object-motion config of its method
+    for method, variants in bm.ABLATIONS.items():
+        for _, (_, over) in variants.items():
+            cfg = bm.method_config(bm.Run("synthetic-objects", method, 0, "v", tuple(over)), 1,
+                                   Path("x"), CONFIGS, [])
+            assert cfg.data.dataset == "synthetic-objects" and cfg.method.name == method
+
+
+def test_list_shows_the_selection_without_training(tmp_path, capsys):
+    assert main(["--list", "--tables", "mcl", "--only-seeds", "1", "--workdir",
+                 str(tmp_path), "--configs", str(CONFIGS)]) == 0
+    out = capsys.readouterr().out
+    assert "7 run(s) selected" in out and "synthetic-objects/mcl/no-mal/s1" in out
+    assert not (tmp_path / "results.json").exists()

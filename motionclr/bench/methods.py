@@ -1,16 +1,26 @@
 """`motionclr bench methods`: every method pretrained with one budget, then retrieval R@k.
 
-Each method (default: moco, modist, mscl, vclr, mcl) is pretrained on the embedded synthetic
-dataset with the same budget (``configs/demo.yaml``: backbone, width, epochs, batch, optimiser,
-lr, queue, temperature) and its own method parameters (``configs/methods/<name>.yaml``), for
-several seeds, and evaluated by retrieval (test queries the train gallery; CoCLR/MSCL
-protocol, ``motionclr.eval.retrieval``). The table (mean +- std of R@1 and R@5 over seeds,
-gap to MoCo, pretraining seconds) goes into docs/benchmarks.md between
-``<!-- bench:methods:start -->`` and ``<!-- bench:methods:end -->``.
+Runs, each pretrained from scratch with the same budget (``configs/demo.yaml``: backbone,
+width, epochs, batch, optimiser, lr, queue, temperature; ``--epochs``, ``--momentum``) and
+evaluated by retrieval (test queries the train gallery; CoCLR/MSCL protocol,
+``motionclr.eval.retrieval``), for seeds 0..``--seeds``-1. Four tables:
 
-Config order: datasets/synthetic.yaml, methods/<name>.yaml, demo.yaml, then ``--set``
-overrides; a combined name such as ``mscl+mcl`` uses methods/mscl.yaml unless a file of its
-own exists.
+- ``headline``: moco, modist, mscl, vclr, mcl, supervised on both embedded datasets
+  (``synthetic``: camera motion, ``synthetic-objects``: object motion);
+- ``mcl`` / ``vclr``: ablations on object motion, each loss term (``method.terms``) and
+  each motion-focused sampler or crop (``method.params``) switched off in turn;
+- ``combos``: ``modist+mcl`` and ``mscl+mcl`` against their parts on object motion.
+
+Every run is cached in ``<workdir>/results.json`` under its key (dataset/method/variant/
+seed) and its budget, written after each run: a rerun computes only what is missing, so the
+bench can be run in pieces (``--tables``, ``--datasets``, ``--methods``, ``--only-seeds``;
+``--list`` shows the plan). Each call rewrites docs/benchmarks.md between
+``<!-- bench:methods:start -->`` and ``<!-- bench:methods:end -->`` from all cached runs of
+the budget (missing ones marked), as does ``--render-only`` without training.
+
+Config order: datasets/<dataset>.yaml, methods/<name>.yaml, demo.yaml, the bench's own
+overrides, ``--set``, then the variant's overrides; a combined name such as ``mscl+mcl``
+uses methods/mscl.yaml unless a file of its own exists.
 """
 from __future__ import annotations
 
@@ -18,34 +28,128 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
 from motionclr.bench import write_section
 
-START, END = "<!-- bench:methods:start -->", "<!-- bench:methods:end -->"
+DATASETS = ("synthetic", "synthetic-objects")
+DATASET_TITLES = {"synthetic": "camera motion (`synthetic`)",
+                  "synthetic-objects": "object motion (`synthetic-objects`)"}
 DEFAULT_METHODS = ("moco", "modist", "mscl", "vclr", "mcl", "supervised")
 # Not self-supervised: trained on the labels, the reference for what the backbone can learn.
 REFERENCE = {"supervised": "supervised (labels; reference)"}
 KS = (1, 5)
+FULL = "default"
+# variant name -> (what is off, overrides). The first is the method's default config.
+ABLATIONS = {
+    "mcl": {FULL: ("nothing (default config)", []),
+            "no-inter": ("L_inter (`method.terms.loss_inter=0`)", ["method.terms.loss_inter=0"]),
+            "no-intra": ("L_intra (`method.terms.loss_intra=0`)", ["method.terms.loss_intra=0"]),
+            "no-order": ("L_order (`method.terms.loss_order=0`)", ["method.terms.loss_order=0"]),
+            "no-mal": ("L_MAL (`method.terms.loss_mal=0`)", ["method.terms.loss_mal=0"]),
+            "no-motion-crop": ("motion-focused spatial crop (`method.params.motion_crop=false`)",
+                               ["method.params.motion_crop=false"]),
+            "no-motion-tubelets": ("motion-focused temporal sampling, uniform starts "
+                                   "(`method.params.p_motion=0`)", ["method.params.p_motion=0"])},
+    "vclr": {FULL: ("nothing (default config)", []),
+             "no-inter": ("L_inter (`method.terms.loss_inter=0`)", ["method.terms.loss_inter=0"]),
+             "no-intra": ("L_intra (`method.terms.loss_intra=0`)", ["method.terms.loss_intra=0"]),
+             "no-segment": ("L_segment (`method.terms.loss_segment=0`)",
+                            ["method.terms.loss_segment=0"]),
+             "no-order": ("L_order (`method.terms.loss_order=0`)", ["method.terms.loss_order=0"])},
+}
+ABLATION_DATASET = "synthetic-objects"
+COMBOS = {"modist+mcl": ("modist", "mcl"), "mscl+mcl": ("mscl", "mcl")}
+TABLES = ("headline", "mcl", "vclr", "combos")
 
 
-def method_config(method: str, seed: int, epochs: int | None, run: Path, configs: Path,
-                  overrides: list[str]):
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    method: str
+    seed: int
+    variant: str = FULL
+    overrides: tuple = field(default=(), compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.method}/{self.variant}/s{self.seed}"
+
+
+def table_runs(table: str, datasets, methods, seeds) -> list[Run]:
+    """The runs one table reads (runs shared between tables have the same key)."""
+    if table == "headline":
+        return [Run(d, m, s) for d in datasets for m in methods for s in seeds]
+    if table in ABLATIONS:
+        return [Run(ABLATION_DATASET, table, s, v, tuple(o))
+                for v, (_, o) in ABLATIONS[table].items() for s in seeds]
+    if table == "combos":
+        names = dict.fromkeys(m for c, parts in COMBOS.items() for m in (*parts, c))
+        return [Run(ABLATION_DATASET, m, s) for m in names for s in seeds]
+    raise ValueError(f"unknown table {table!r}; valid: {list(TABLES)}")
+
+
+def plan(tables, datasets, headline, seeds) -> list[Run]:
+    """Unique runs of ``tables`` (in table order) on ``datasets``; the headline table with
+    the methods ``headline``."""
+    out: dict[str, Run] = {}
+    for t in tables:
+        for r in table_runs(t, DATASETS, headline, seeds):
+            if r.dataset in datasets:
+                out.setdefault(r.key, r)
+    return list(out.values())
+
+
+def method_config(run: Run, epochs: int | None, run_dir: Path, configs: Path,
+                  overrides: list[str], roots: dict[str, str] | None = None):
     from motionclr.config import load_config
-    own = configs / "methods" / f"{method}.yaml"
-    base = configs / "methods" / f"{method.split('+')[0]}.yaml"
-    files = [configs / "datasets" / "synthetic.yaml", own if own.is_file() else base,
+    from motionclr.datasets.synthetic import generator
+    own = configs / "methods" / f"{run.method}.yaml"
+    base = configs / "methods" / f"{run.method.split('+')[0]}.yaml"
+    files = [configs / "datasets" / f"{run.dataset}.yaml", own if own.is_file() else base,
              configs / "demo.yaml"]
-    over = [f"method.name={method}", f"train.seed={seed}", f"train.run={run}"]
-    if method == "supervised":
-        from motionclr.datasets.synthetic import CLASSES
-        over.append(f"method.params.num_classes={len(CLASSES)}")
+    over = [f"method.name={run.method}", f"train.seed={run.seed}", f"train.run={run_dir}"]
+    if (roots or {}).get(run.dataset):
+        over.append(f"data.root={roots[run.dataset]}")
+    if run.method == "supervised":
+        over.append(f"method.params.num_classes={len(generator(run.dataset).CLASSES)}")
     if epochs is not None:
         over.append(f"train.epochs={epochs}")
-    return load_config(files, over + list(overrides))
+    return load_config(files, over + list(overrides) + list(run.overrides))
+
+
+def _cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _final_terms(run: Path) -> dict[str, float]:
+    """Mean of each logged loss term over the last epoch's rows of ``log.csv`` (the loss
+    curves stay in the run directory; this keeps their end point with the result)."""
+    import csv
+    path = run / "log.csv"
+    if not path.is_file():
+        return {}
+    rows = list(csv.DictReader(path.open()))
+    if not rows or "epoch" not in rows[-1]:
+        return {}
+    last = [r for r in rows if r["epoch"] == rows[-1]["epoch"]]
+    out = {}
+    for k in last[0]:
+        if k.startswith("loss") or k.startswith("mal_") or k.endswith("_acc"):
+            try:
+                out[k] = statistics.fmean(float(r[k]) for r in last if r.get(k) not in ("", None))
+            except (ValueError, statistics.StatisticsError):
+                pass
+    return out
 
 
 def run_one(cfg, progress: bool) -> dict:
@@ -55,80 +159,176 @@ def run_one(cfg, progress: bool) -> dict:
     run = Path(cfg.train.run)
     if run.exists():
         shutil.rmtree(run)  # a leftover checkpoint would be resumed, not retrained
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     pretrain(cfg, progress=progress)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     res = run_retrieval(run, device=cfg.train.device, progress=False)
     rec = {int(k): v for k, v in res["recall"].items()}
-    return {"method": cfg.method.name, "seed": cfg.train.seed, "seconds": seconds,
+    return {"method": cfg.method.name, "dataset": cfg.data.dataset, "seed": cfg.train.seed,
+            "seconds": seconds, "cpu_seconds": cpu,
             "recall": {k: rec[k] for k in KS}, "n_query": res["protocol"]["n_query"],
-            "n_gallery": res["protocol"]["n_gallery"]}
+            "n_gallery": res["protocol"]["n_gallery"], "final_terms": _final_terms(run),
+            "per_class_r1": per_class_r1(run, cfg)}
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+def per_class_r1(run: Path, cfg) -> dict[str, float]:
+    """R@1 of each class's test queries (features are cached by the retrieval just run): the
+    evidence for which motions a representation separates."""
+    import numpy as np
+
+    from motionclr.datasets.synthetic import generator
+    from motionclr.eval.features import run_features
+    from motionclr.eval.retrieval_protocols import neighbours
+    rf = run_features(run, None, cfg.train.device, False)
+    q_lab, g_lab = np.asarray(rf.query["labels"]), np.asarray(rf.gallery["labels"])
+    order, _ = neighbours(rf.query["feats"], rf.gallery["feats"], k=1, center=cfg.eval.center)
+    hit = g_lab[order[:, 0]] == q_lab
+    names = generator(cfg.data.dataset).CLASSES
+    return {names[c]: float(hit[q_lab == c].mean()) for c in sorted(set(q_lab.tolist()))}
 
 
-def summarise(rows: list[dict]) -> dict[str, dict]:
-    """Per method: mean/std of each R@k (fractions) and mean seconds."""
-    out: dict[str, dict] = {}
-    for m in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == m]
-        out[m] = {"seeds": [r["seed"] for r in mine], "r1": [r["recall"][1] for r in mine],
-                  "seconds": statistics.fmean(r["seconds"] for r in mine),
-                  **{k: _mean_std([r["recall"][k] for r in mine]) for k in KS}}
-    return out
+def _mean_std(xs: list[float]) -> tuple[float, float | None]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
-def render(summary: dict, cfg, cmd: str, n_query: int, n_gallery: int) -> str:
+def summarise(rows: list[dict]) -> dict:
+    """Mean/std of each R@k (fractions), per-seed R@1, mean seconds of a cell's rows."""
+    if not rows:
+        return {}
+    return {"seeds": [r["seed"] for r in rows], "r1": [r["recall"][1] for r in rows],
+            "seconds": statistics.fmean(r["seconds"] for r in rows),
+            "cpu_seconds": statistics.fmean(r.get("cpu_seconds", float("nan")) for r in rows),
+            **{k: _mean_std([r["recall"][k] for r in rows]) for k in KS}}
+
+
+def _pct(ms) -> str:
+    """mean ± std in %; one seed has no spread to show."""
+    return f"{100 * ms[0]:.1f}" + ("" if ms[1] is None else f" ± {100 * ms[1]:.1f}")
+
+
+def _cell(runs: list[Run], cache: dict) -> dict:
+    return summarise([cache[r.key] for r in runs if r.key in cache])
+
+
+def _gap(a: dict, b: dict, k: int = 1) -> str:
+    return f"{100 * (a[k][0] - b[k][0]):+.1f}" if a and b else "–"
+
+
+def _row(name: str, s: dict, want: int, extra: list[str]) -> str:
+    if not s:
+        return f"| {name} | not run | – | " + " | ".join(["–"] * (len(extra) + 3)) + " |"
+    seeds = ",".join(map(str, s["seeds"])) + ("" if len(s["seeds"]) == want
+                                              else f" ({len(s['seeds'])}/{want})")
+    return (f"| {name} | {_pct(s[1])} | {_pct(s[5])} | " + " | ".join(extra) + " | "
+            f"{' / '.join(f'{100 * x:.1f}' for x in s['r1'])} | {s['seconds']:.0f} / "
+            f"{s['cpu_seconds']:.0f} | {seeds} |")
+
+
+def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> str:
+    """The methods section from the cached rows of one budget."""
     import torch
-    def pct(ms):
-        return f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}"
-
-    def gap(m, k):
-        if "moco" not in summary or m == "moco":
-            return "–"
-        return f"{100 * (summary[m][k][0] - summary['moco'][k][0]):+.1f}"
-    seeds = max(len(s["seeds"]) for s in summary.values())
+    cfg = budget["config"]
+    want = len(seeds)
+    flags = budget["flags"]
     lines = [
-        "## Methods on the synthetic dataset (same budget)", "",
-        f"Command: `{cmd}`  ",
+        "## Methods on the embedded datasets (same budget)", "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"device {cfg.train.device}  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-        f"Budget for every method: backbone {cfg.model.backbone} (width {cfg.model.width}), "
-        f"{cfg.train.epochs} epochs, batch {cfg.train.batch_size}, {cfg.train.optimizer} lr "
-        f"{cfg.train.lr} per 256, clips {cfg.clip.clip_len}x{cfg.clip.crop}² stride "
-        f"{cfg.clip.stride}, queue {cfg.method.queue_size}, τ {cfg.method.temperature}, "
-        f"key momentum {cfg.method.momentum} (cosine to 1); "
-        f"{seeds} seed(s). Retrieval: {n_query} test queries, {n_gallery} train gallery, "
-        f"features centred, cosine, {cfg.eval.num_clips} clips per video.", "",
-        "| method | R@1 (%) | R@5 (%) | ΔR@1 vs moco | ΔR@5 vs moco | R@1 per seed | "
-        "pretrain s | seeds |",
-        "|---|---|---|---|---|---|---|---|"]
-    for m, s in summary.items():
-        lines.append(f"| {REFERENCE.get(m, m)} | {pct(s[1])} | {pct(s[5])} | {gap(m, 1)} | {gap(m, 5)} | "
-                     f"{' / '.join(f'{100 * x:.1f}' for x in s['r1'])} | "
-                     f"{s['seconds']:.0f} | {','.join(map(str, s['seeds']))} |")
-    lines += ["", "Mean ± sample standard deviation over seeds; Δ: difference of the means in "
-              "points. Read a Δ together with the two standard deviations; one test query is "
-              f"{100 / n_query:.1f} points of R@k. Chance R@1 is 12.5 % (8 balanced classes). "
-              "The supervised row uses the labels (same backbone, clips, augmentation and "
-              "epochs): the reference for what this budget can learn from RGB at all."]
+        f"device {cfg['device']}  ",
+        f"Rendered: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (each run's own "
+        f"date and command are in `results.json`)", "",
+        f"Budget for every run: backbone {cfg['backbone']} (width {cfg['width']}), "
+        f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} lr "
+        f"{cfg['lr']} per 256, clips {cfg['clip']}, queue {cfg['queue']}, τ {cfg['tau']}, "
+        f"key momentum {cfg['momentum']} (cosine to 1); seeds "
+        f"{','.join(map(str, seeds))}. Retrieval: test videos query the train gallery, "
+        f"features centred, cosine, {cfg['num_clips']} clips per video. Cells: R@1/R@5 mean ± "
+        "sample standard deviation over seeds (%); Δ: difference of the means in points; "
+        f"`not run` or `(n/{want})`: runs not (yet) in the cache; pretrain s: wall seconds, "
+        "CPU s: the process's CPU seconds (with its finished loader workers). Chance R@1 is "
+        "12.5 % (8 balanced classes). The supervised row uses the labels (same backbone, "
+        "clips, augmentation and epochs): the reference for what the budget can learn from "
+        "RGB at all.", ""]
+    head = "| {} | R@1 (%) | R@5 (%) | {} | R@1 per seed | pretrain s / CPU s | seeds |"
+    for ds in DATASETS:
+        n_q = next((r["n_query"] for k, r in cache.items() if k.startswith(ds + "/")), None)
+        lines += [f"### {DATASET_TITLES[ds]}", "",
+                  f"Command: `motionclr bench methods --tables headline --datasets {ds}"
+                  f"{flags}`" + (f"; {n_q} test queries (one is {100 / n_q:.1f} points)"
+                                 if n_q else ""), "",
+                  head.format("method", "ΔR@1 vs moco"), "|---|---|---|---|---|---|---|"]
+        moco = _cell(table_runs("headline", [ds], ["moco"], seeds), cache)
+        # plus any other method run on this dataset with its default config (combos)
+        cached = [r["method"] for k, r in cache.items()
+                  if k.startswith(ds + "/") and r.get("variant", FULL) == FULL]
+        for m in dict.fromkeys([*methods, *cached]):
+            s = _cell(table_runs("headline", [ds], [m], seeds), cache)
+            lines.append(_row(REFERENCE.get(m, m), s, want,
+                              ["–" if m == "moco" else _gap(s, moco)]))
+        lines += [""] + per_class_table(ds, [*methods, *cached], seeds, cache)
+    moco = _cell(table_runs("headline", [ABLATION_DATASET], ["moco"], seeds), cache)
+    for method, variants in ABLATIONS.items():
+        runs = table_runs(method, [], [], seeds)
+        full = _cell([r for r in runs if r.variant == FULL], cache)
+        lines += [f"### {method.upper()} ablation, object motion", "",
+                  f"Command: `motionclr bench methods --tables {method}{flags}`", "",
+                  head.format("switched off", "ΔR@1 vs default | ΔR@1 vs moco"),
+                  "|---|---|---|---|---|---|---|---|"]
+        for v, (what, _) in variants.items():
+            s = _cell([r for r in runs if r.variant == v], cache)
+            lines.append(_row(what, s, want, ["–" if v == FULL else _gap(s, full),
+                                              _gap(s, moco)]))
+        lines.append("")
+    lines += ["### Combinations against their parts, object motion", "",
+              f"Command: `motionclr bench methods --tables combos{flags}`", "",
+              head.format("method", "ΔR@1 vs best part | ΔR@1 vs moco"),
+              "|---|---|---|---|---|---|---|---|"]
+    combo_runs = table_runs("combos", [], [], seeds)
+    cells = {m: _cell([r for r in combo_runs if r.method == m], cache)
+             for m in dict.fromkeys(r.method for r in combo_runs)}
+    for m, s in cells.items():
+        parts = [cells[p] for p in COMBOS.get(m, ())]
+        best = max(parts, key=lambda p: p[1][0]) if parts and all(parts) else {}
+        lines.append(_row(m, s, want, [_gap(s, best) if m in COMBOS else "–", _gap(s, moco)]))
     return "\n".join(lines)
 
 
+def per_class_table(ds: str, methods, seeds, cache: dict) -> list[str]:
+    """R@1 per query class (mean over the cached seeds) of each method run on ``ds``."""
+    rows = {}
+    for m in dict.fromkeys(methods):
+        got = [cache[r.key]["per_class_r1"] for r in table_runs("headline", [ds], [m], seeds)
+               if r.key in cache and cache[r.key].get("per_class_r1")]
+        if got:
+            rows[m] = {c: statistics.fmean(g[c] for g in got) for c in got[0]}
+    if not rows:
+        return []
+    classes = list(next(iter(rows.values())))
+    out = ["R@1 per query class (%, mean over the seeds run):", "",
+           "| method | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
+    out += [f"| {m} | " + " | ".join(f"{100 * v[c]:.0f}" for c in classes) + " |"
+            for m, v in rows.items()]
+    return out + [""]
 
 
 def parse(argv):
     ap = argparse.ArgumentParser(prog="motionclr bench methods",
                                  description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1 per method")
+    ap.add_argument("--seeds", type=int, default=3, help="the tables' seeds: 0..n-1")
+    ap.add_argument("--only-seeds", default="",
+                    help="comma-separated subset of those to run now (default: all)")
     ap.add_argument("--epochs", type=int, default=80, help="the budget (configs/demo.yaml: 12)")
-    ap.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated")
+    ap.add_argument("--tables", default=",".join(TABLES), help=f"comma-separated of {TABLES}")
+    ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated")
+    ap.add_argument("--methods", default="",
+                    help="comma-separated: run only these methods (headline default: "
+                         f"{','.join(DEFAULT_METHODS)}; a name outside it is added to the "
+                         "headline table)")
+    ap.add_argument("--root", nargs="*", default=[], metavar="DATASET=PATH",
+                    help="a dataset's root (default: its config's data.root)")
     ap.add_argument("--out", default="docs/benchmarks.md", help="markdown file to update")
-    ap.add_argument("--workdir", default="runs/bench-methods", help="run directories")
+    ap.add_argument("--workdir", default="runs/bench-methods",
+                    help="run directories and results.json (the cache)")
     ap.add_argument("--configs", default="configs", help="the configs/ directory")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--momentum", default="0.99",
@@ -136,53 +336,141 @@ def parse(argv):
                          "0.994-0.999 barely move the key encoder in a few dozen steps. "
                          "'method' keeps each method's own value")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="config overrides for every run (e.g. data.root=... data.cache=...)")
+                    help="config overrides for every run (e.g. data.cache=...)")
+    ap.add_argument("--rerun", action="store_true",
+                    help="retrain selected runs even when cached (e.g. after a method change)")
+    ap.add_argument("--list", action="store_true", help="print the selected runs and stop")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--render-only", action="store_true",
-                    help="rewrite the section from <workdir>/results.json of an earlier run "
-                         "with the same options (no training)")
+                    help="rewrite the section from <workdir>/results.json (no training)")
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from motionclr.datasets.synthetic import generate, is_current
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def budget_of(args, cfg) -> dict:
+    """What makes runs comparable: the cache key's budget part, and what the text shows."""
+    flags = "" if args.seeds == 3 else f" --seeds {args.seeds}"
+    flags += "" if args.epochs == 80 else f" --epochs {args.epochs}"
+    flags += "" if args.momentum == "0.99" else f" --momentum {args.momentum}"
+    flags += "" if args.device == "cpu" else f" --device {args.device}"
+    flags += (" --set " + " ".join(args.set)) if args.set else ""
+    return {"key": json.dumps({"epochs": args.epochs, "momentum": args.momentum,
+                               "device": args.device, "set": sorted(args.set)}),
+            "flags": flags,
+            "config": {"backbone": cfg.model.backbone, "width": cfg.model.width,
+                       "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
+                       "optimizer": cfg.train.optimizer, "lr": cfg.train.lr,
+                       "clip": f"{cfg.clip.clip_len}x{cfg.clip.crop}² stride {cfg.clip.stride}",
+                       "queue": cfg.method.queue_size, "tau": cfg.method.temperature,
+                       "momentum": cfg.method.momentum, "device": cfg.train.device,
+                       "num_clips": cfg.eval.num_clips}}
+
+
+def load_cache(path: Path) -> dict:
+    """``{budget key: {run key: row}}``; an old single-budget file (rows list) is ignored."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for b, runs in data.get("budgets", {}).items():
+        out[b] = {k: {**r, "recall": {int(i): v for i, v in r["recall"].items()}}
+                  for k, r in runs.items()}
+    return out
+
+
+def save_cache(path: Path, cache: dict) -> None:
+    from motionclr.pipeline.cache import atomic_write_text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"budgets": cache}, indent=1))
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def prepare_dataset(cfg, progress: bool) -> None:
+    """Write the embedded dataset if its root has none of this generator version, then make
+    sure its flow stage exists (cached: shared by every run of the dataset)."""
+    from motionclr.datasets.synthetic import generator
     from motionclr.pipeline.flow_stage import run_flow_stage
+    gen = generator(cfg.data.dataset)
+    if not gen.is_current(cfg.data.root):
+        gen.generate(Path(cfg.data.root), seed=0)
+    run_flow_stage(cfg, progress=progress)
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     args = parse(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    tables = _csv(args.tables)
+    bad = [t for t in tables if t not in TABLES] + [
+        d for d in _csv(args.datasets) if d not in DATASETS]
+    if bad:
+        raise SystemExit(f"bench methods: unknown table/dataset {bad}; tables {list(TABLES)}, "
+                         f"datasets {list(DATASETS)}")
+    datasets = _csv(args.datasets)
+    chosen = _csv(args.methods)
+    extra = [m for m in chosen if m not in DEFAULT_METHODS] if "headline" in tables else []
+    headline = list(DEFAULT_METHODS) + extra
+    seeds = list(range(args.seeds))
+    now = [int(s) for s in _csv(args.only_seeds)] or seeds
+    if set(now) - set(seeds):
+        raise SystemExit(f"bench methods: --only-seeds {args.only_seeds} not in "
+                         f"0..{args.seeds - 1}")
+    roots = dict(r.split("=", 1) for r in args.root)
     over = [f"train.device={args.device}", *args.set]
     if args.momentum != "method":
         over.insert(0, f"method.momentum={float(args.momentum)}")
     work, configs = Path(args.workdir), Path(args.configs)
-    cfg0 = method_config(methods[0], 0, args.epochs, work / "x", configs, over)
-    if args.render_only:
-        saved = json.loads((work / "results.json").read_text())
-        rows = [{**r, "recall": {int(k): v for k, v in r["recall"].items()}}
-                for r in saved["rows"]]
-        body = render(summarise(rows), cfg0, saved["command"].strip(), rows[0]["n_query"],
-                      rows[0]["n_gallery"])
-        write_section(Path(args.out), body, "methods")
-        print(body)
+    cfg0 = method_config(Run(DATASETS[0], "moco", 0), args.epochs, work / "x", configs, over,
+                         roots)
+    budget = budget_of(args, cfg0)
+    cache_path = work / "results.json"
+    cache = load_cache(cache_path)
+    mine = cache.setdefault(budget["key"], {})
+    runs = [r for r in plan(tables, datasets, headline, now)
+            if not chosen or r.method in chosen]
+    todo = [r for r in runs if args.rerun or r.key not in mine]
+    if args.list or not args.render_only:
+        print(f"{len(runs)} run(s) selected, {len(runs) - len(todo)} cached, "
+              f"{len(todo)} to train", flush=True)
+    if args.list:
+        for r in runs:
+            print(f"  {'cached ' if r.key in mine else 'to run '} {r.key} "
+                  f"{' '.join(r.overrides)}")
         return 0
-    # A dataset of this generator version is used as it is (whatever its size); none, or
-    # an older version's videos, get the default dataset written.
-    if not is_current(cfg0.data.root):
-        generate(Path(cfg0.data.root), seed=0)
-    run_flow_stage(cfg0, progress=not args.quiet)  # shared by every run (cached)
-    rows = []
-    for m in methods:
-        for seed in range(args.seeds):
-            cfg = method_config(m, seed, args.epochs, work / f"{m}-s{seed}", configs, over)
-            r = run_one(cfg, progress=not args.quiet)
-            rows.append(r)
-            print(f"{m} seed {seed}: R@1 {100 * r['recall'][1]:.1f} R@5 "
-                  f"{100 * r['recall'][5]:.1f} ({r['seconds']:.0f}s)", flush=True)
-    summary = summarise(rows)
-    cmd = "motionclr bench methods " + " ".join(argv)
-    body = render(summary, cfg0, cmd.strip(), rows[0]["n_query"], rows[0]["n_gallery"])
+    if not args.render_only:
+        cmd = "motionclr bench methods " + " ".join(argv)
+        ready: set[str] = set()
+        for r in todo:
+            cfg = method_config(r, args.epochs, work / r.dataset / f"{r.method}-{r.variant}"
+                                f"-s{r.seed}", configs, over, roots)
+            if r.dataset not in ready:
+                prepare_dataset(cfg, progress=not args.quiet)
+                ready.add(r.dataset)
+            row = run_one(cfg, progress=not args.quiet)
+            row.update(key=r.key, variant=r.variant, overrides=list(r.overrides),
+                       command=cmd.strip(), commit=_commit(),
+                       date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+            mine[r.key] = row
+            save_cache(cache_path, cache)  # after every run: a stopped bench resumes here
+            print(f"{r.key}: R@1 {100 * row['recall'][1]:.1f} R@5 {100 * row['recall'][5]:.1f}"
+                  f" ({row['seconds']:.0f}s, {row['cpu_seconds']:.0f} CPU s)", flush=True)
+    if not mine:
+        raise SystemExit(f"bench methods: no cached runs of this budget in {cache_path}")
+    body = render(mine, budget, seeds, headline)
     write_section(Path(args.out), body, "methods")
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "results.json").write_text(json.dumps({"rows": rows, "command": cmd}, indent=1))
     print(body)
     return 0
 

@@ -1,7 +1,8 @@
 """Dataset sources: each lists videos, 0-based labels and split membership.
 
-``SOURCES[name](root, split)`` -> list of ``VideoEntry``. The synthetic dataset is written
-in the UCF101 layout, so it is read by the UCF101 source: the demo runs the real code path.
+``SOURCES[name](root, split)`` -> list of ``VideoEntry``. The embedded datasets
+(``synthetic``: camera motion, ``synthetic-objects``: object motion) are written in the UCF101
+layout, so they are read by the UCF101 source: the demo runs the real code path.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from motionclr.datasets.sources.base import VideoEntry
 SOURCES = {
     "ucf101": ucf101.list_videos,
     "synthetic": ucf101.list_videos,
+    "synthetic-objects": ucf101.list_videos,
     "hmdb51": hmdb51.list_videos,
     "kinetics400": kinetics.list_videos,
     "ssv2": ssv2.list_videos,
