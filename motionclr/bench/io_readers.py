@@ -163,8 +163,10 @@ class JpegWorkload(_Items):
 
 
 class FfmpegWorkload(_Items):
-    """On-the-fly decoding of the source video: one ffmpeg per clip, seeking to its start,
-    decoding the clip's span at the shards' size, subsampling in numpy. RGB only."""
+    """On-the-fly decoding by a subprocess: one ffmpeg per clip, seeking to its start,
+    decoding the clip's span at the shards' size, subsampling in numpy. RGB only. Starting
+    the process is most of its cost; no real loader works this way (``PyAVWorkload`` and
+    ``Cv2Workload`` are the in-process decoders)."""
 
     def __getitem__(self, j):
         from motionclr.pipeline.decode import ffmpeg_exe
@@ -182,6 +184,159 @@ class FfmpegWorkload(_Items):
             frames = np.concatenate([frames, np.repeat(frames[-1:], span - len(frames), 0)])
         rgb = frames[idx - lo]
         return {"rgb": np.ascontiguousarray(rgb)[None]}
+
+
+def have_pyav() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("av") is not None
+
+
+class PyAVWorkload(_Items):
+    """In-process decoding with PyAV (libavcodec), as video loaders do it (torchvision's
+    pyav backend, mmaction2's ``PyAVDecode``): open the file, seek to the key frame at or
+    before the clip's first frame, decode forward, index frames by their timestamps
+    (frame-accurate), and convert only the clip's frames. Conversion and the area resize
+    run through a libavfilter graph ``scale=W:H:flags=area,format=rgb24``, the same
+    swscale path ``decode_video`` feeds the shards with, so the frames are bit-identical to
+    the shards'. One decoding thread: DataLoader workers are the parallelism. RGB only."""
+
+    def __init__(self, root: Path, videos, items):
+        super().__init__(root, videos, items)
+        self._graphs: dict = {}  # per process: one filter graph per stream geometry
+
+    def __getstate__(self):
+        return {**self.__dict__, "_graphs": {}}
+
+    def _graph(self, stream, w: int, h: int):
+        import av
+        cc = stream.codec_context
+        key = (os.getpid(), cc.width, cc.height, cc.pix_fmt, stream.time_base, w, h)
+        if key not in self._graphs:
+            g = av.filter.Graph()
+            nodes = [g.add_buffer(template=stream), g.add("scale", f"{w}:{h}:flags=area"),
+                     g.add("format", "rgb24"), g.add("buffersink")]
+            for a, b in zip(nodes, nodes[1:]):
+                a.link_to(b)
+            g.configure()
+            self._graphs = {k: v for k, v in self._graphs.items() if k[0] == os.getpid()}
+            self._graphs[key] = g
+        return self._graphs[key]
+
+    def __getitem__(self, j):
+        import av
+        v, idx = self._item(j)
+        lo, hi = int(idx[0]), int(idx[-1])
+        want = {int(t): [] for t in idx}
+        out = np.empty((len(idx), v["height"], v["width"], 3), np.uint8)
+        for k, t in enumerate(idx.tolist()):
+            want[t].append(k)
+        got = last = None
+        with av.open(str(self.root / v["source"])) as c:
+            s = c.streams.video[0]
+            s.thread_count = 1
+            fps, tb = s.average_rate, s.time_base
+            start = s.start_time or 0
+            graph = self._graph(s, v["width"], v["height"])
+            c.seek(start + int(lo / fps / tb), stream=s, backward=True, any_frame=False)
+            got = 0
+            for fr in c.decode(s):
+                t = int(round((fr.pts - start) * tb * fps))
+                if t > hi:
+                    break
+                if t in want:
+                    graph.push(fr)
+                    last = graph.pull().to_ndarray()
+                    for k in want.pop(t):
+                        out[k] = last
+                        got += 1
+        if want:  # the stream ended early: repeat the last decoded frame (as the pipe row)
+            if last is None:
+                raise RuntimeError(f"{v['source']}: no frame decoded for {lo}..{hi}")
+            for ks in want.values():
+                out[ks] = last
+        return {"rgb": out[None]}
+
+
+class Cv2Workload(_Items):
+    """In-process decoding with ``cv2.VideoCapture`` (OpenCV's FFmpeg backend, one thread):
+    seek with ``CAP_PROP_POS_FRAMES`` (frame-accurate: it decodes forward from the key
+    frame), ``grab`` every frame of the span and ``retrieve`` (convert) only the clip's,
+    then an area resize (``INTER_AREA``) to the shards' size. Its colour conversion and
+    resize are OpenCV's, so frames match the shards' to a few grey levels, not bit-exactly.
+    RGB only."""
+
+    def __getitem__(self, j):
+        v, idx = self._item(j)
+        lo, hi = int(idx[0]), int(idx[-1])
+        size = (v["width"], v["height"])
+        cap = cv2.VideoCapture(str(self.root / v["source"]), cv2.CAP_FFMPEG,
+                               [cv2.CAP_PROP_N_THREADS, 1])
+        try:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, lo)
+            frames, last = {}, None
+            wanted = set(idx.tolist())
+            for t in range(lo, hi + 1):
+                if not cap.grab():
+                    break
+                if t in wanted:
+                    ok, bgr = cap.retrieve()
+                    if ok:
+                        last = cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA),
+                                            cv2.COLOR_BGR2RGB)
+                        frames[t] = last
+        finally:
+            cap.release()
+        if last is None:
+            raise RuntimeError(f"{v['source']}: no frame decoded for {lo}..{hi}")
+        return {"rgb": np.stack([frames.get(t, last) for t in idx.tolist()])[None]}
+
+
+class ShardFrames(_Items):
+    """The shards' RGB frames ``shift`` after each item's (clamped to the video), read with
+    h5py: what ``check_frames`` compares a reader with to catch an off-by-one seek."""
+
+    def __init__(self, stage_dir: Path, videos, items, shift: int = 1):
+        super().__init__(stage_dir, videos, items)
+        self.shift = shift
+
+    def __getitem__(self, j):
+        v, idx = self._item(j)
+        idx = np.clip(idx + self.shift, 0, v["n_frames"] - 1)
+        lo, hi = int(idx.min()), int(idx.max())
+        with h5py.File(self.root / v["shard"], "r") as f:
+            return {"rgb": f["videos"][v["video_id"]]["rgb"][lo:hi + 1][idx - lo][None]}
+
+
+def check_frames(name: str, ds, ref, ref_next, js, exact: bool, tol: float = 4.0) -> float:
+    """Refuse to time a reader that does not return the workload's frames.
+
+    Every modality ``ds`` returns for items ``js`` is compared with ``ref`` (the shard
+    reader at the same items). ``exact``: bit-identical. Otherwise (lossy JPEG, OpenCV's
+    own colour conversion and resize) the mean absolute difference must stay under ``tol``
+    grey levels, and, summed over the items, under the RGB difference to ``ref_next`` (the
+    shards' frames one later), so an off-by-one seek cannot pass. Returns the largest mean
+    absolute difference."""
+    worst, near, shifted = 0.0, 0.0, 0.0
+    for j in js:
+        a, b = ds[j], ref[j]
+        for m, x in a.items():
+            x, y = np.asarray(x), np.asarray(b[m])
+            if x.shape != y.shape:
+                raise RuntimeError(f"bench io: {name} returned {m} {x.shape}, the shards "
+                                   f"{y.shape} (item {j})")
+            d = float(np.abs(x.astype(np.int16) - y).mean())
+            if exact and d:
+                raise RuntimeError(f"bench io: {name} {m} differs from the shards' frames "
+                                   f"(item {j}, mean |diff| {d:.3f})")
+            worst = max(worst, d)
+            if m == "rgb":
+                near += d
+                shifted += float(np.abs(x.astype(np.int16) - ref_next[j][m]).mean())
+    if worst > tol or (not exact and near >= shifted):
+        raise RuntimeError(f"bench io: {name} does not return the workload's frames (mean "
+                           f"|diff| up to {worst:.2f}; summed {near:.2f} against the right "
+                           f"frames, {shifted:.2f} against the next ones)")
+    return worst
 
 
 # ----------------------------------------------------------------------------- timing
