@@ -1,4 +1,6 @@
 """`motionclr bench io`: the frame reader, the report section, a tiny end-to-end run."""
+import json
+
 import h5py
 import numpy as np
 
@@ -41,20 +43,31 @@ def test_write_section_replaces_only_between_markers(tmp_path):
     assert text.count(bio.START) == 1 and text.count(bio.END) == 1
 
 
+def results_inproc(tmp_path):
+    return json.loads((tmp_path / "work" / "results.json").read_text())["results"]["inproc"]
+
+
 def test_tiny_end_to_end(tmp_path):
     out = tmp_path / "benchmarks.md"
     rc = bio.main(["--videos", "2", "--frames", "20", "--source", "synthetic", "--clips", "24",
-                   "--seconds", "0.1", "--workers", "0", "--no-cold",
+                   "--seconds", "0.1", "--workers", "0", "--no-cold", "--repeats", "2",
+                   "--aug-seconds", "0.1", "--crop", "32",
                    "--workdir", str(tmp_path / "work"), "--out", str(out)])
     assert rc == 0
     text = out.read_text()
     assert bio.START in text and bio.END in text
-    for row in ("ShardClipDataset", "time order", "compact-zstd", "JPEG folders", "ffmpeg",
-                "raw read"):
-        assert row in text
+    for row in ("ShardClipDataset", "time order", "compact-zstd", "JPEG folders q95",
+                "JPEG folders q90", "cv2.VideoCapture", "ffmpeg subprocess", "raw read",
+                "read + transforms", "`color_jitter`", "`batch_to_device`"):
+        assert row in text, row
+    if bio.have_pyav():  # the on-the-fly baseline: bit-identical to the shards
+        assert "in process: PyAV (RGB only)" in text
+        assert "on-the-fly baseline" in text and results_inproc(tmp_path) in ("pyav", "cv2")
+    results = json.loads((tmp_path / "work" / "results.json").read_text())["results"]
+    assert results["frames"]["ffmpeg"] == 0 and results["frames"]["shards-time"] == 0
+    assert 0 < results["frames"]["jpeg-q90"] < 8 and results["inproc"] in ("pyav", "cv2")
     assert (tmp_path / "work" / "results.json").is_file()
     # the pattern ceiling reads the same samples as the reader, all hints first
-    import json
     videos = json.loads((tmp_path / "work" / "build.json").read_text())["videos"]
     items = bio.workload(videos, 6, 16, 2, 0)
     ds = bio.ShardWorkload(tmp_path / "work" / "shards", items, 16, 2, 0)

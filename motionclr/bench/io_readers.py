@@ -5,6 +5,7 @@ uint8, channel-last, as ``ShardClipDataset`` serves them.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -80,12 +81,17 @@ class ShardWorkload:
     def disk_bytes(self, js) -> int:
         """Bytes the read-ahead hints of items ``js`` cover (``FrameReader.spans``): what
         the disk delivers for them, skipped frames inside a span included."""
-        total = 0
+        return sum(self.requests(js))
+
+    def requests(self, js) -> list[int]:
+        """Sizes of the byte ranges items ``js`` read (one per ``FrameReader.spans`` range):
+        the disk request sizes of a cold run."""
+        out = []
         for j in js:
             p = self._plan(j)
             for reqs in p["reqs"].values():
-                total += sum(n for r in reqs for _, n in p["reader"].spans(*r))
-        return total
+                out += [n for r in reqs for _, n in p["reader"].spans(*r)]
+        return out
 
     def __getitems__(self, js):
         """A batch as the dataset serves one: hints for every clip first, then the reads."""
@@ -307,7 +313,7 @@ class ShardFrames(_Items):
             return {"rgb": f["videos"][v["video_id"]]["rgb"][lo:hi + 1][idx - lo][None]}
 
 
-def check_frames(name: str, ds, ref, ref_next, js, exact: bool, tol: float = 4.0) -> float:
+def check_frames(name: str, ds, ref, ref_next, js, exact: bool, tol: float = 8.0) -> float:
     """Refuse to time a reader that does not return the workload's frames.
 
     Every modality ``ds`` returns for items ``js`` is compared with ``ref`` (the shard
@@ -430,18 +436,21 @@ def raw_read(files: list[Path], block: int = 8 << 20) -> tuple[float, int]:
     return time.perf_counter() - t0, total
 
 
-def random_read(files: list[Path], n: int, req: int = 1 << 20, depth: int = 1,
+def random_read(files: list[Path], sizes: list[int], depth: int = 1,
                 seed: int = 0) -> tuple[float, int]:
-    """The disk's own rate for random ``req``-byte reads: ``n`` aligned ranges of
-    ``files`` read with ``O_DIRECT`` (no page cache, so neither its CPU cost nor
-    read-ahead counts) by ``depth`` threads, i.e. up to ``depth`` requests in flight.
-    Where ``O_DIRECT`` is refused (tmpfs), buffered reads with ``POSIX_FADV_RANDOM``.
-    Returns (seconds, bytes)."""
+    """The disk's own rate for random reads of the given request ``sizes`` (each rounded up
+    to 4 KiB): one read per size at a random aligned offset of ``files``, with
+    ``O_DIRECT`` (no page cache, so neither its CPU cost nor read-ahead counts), by
+    ``depth`` threads, i.e. up to ``depth`` requests in flight. Where ``O_DIRECT`` is
+    refused (tmpfs), buffered reads with ``POSIX_FADV_RANDOM``. Returns (seconds, bytes)."""
     import mmap
     from concurrent.futures import ThreadPoolExecutor
     rng = np.random.default_rng(seed)
-    slots = [(p, k * req) for p in files for k in range(p.stat().st_size // req)]
-    picks = [slots[i] for i in rng.choice(len(slots), min(n, len(slots)), replace=False)]
+    sizes = [-(-int(n) // 4096) * 4096 for n in sizes]
+    big = max(sizes)
+    slots = [(p, k * big) for p in files for k in range(p.stat().st_size // big)]
+    picks = [slots[i] for i in rng.choice(len(slots), min(len(sizes), len(slots)),
+                                          replace=len(sizes) > len(slots))]
     fds = {}
     for p in files:
         try:
@@ -449,11 +458,11 @@ def random_read(files: list[Path], n: int, req: int = 1 << 20, depth: int = 1,
         except OSError:
             fds[p] = os.open(p, os.O_RDONLY)
             os.posix_fadvise(fds[p], 0, 0, os.POSIX_FADV_RANDOM)
-    bufs = [mmap.mmap(-1, req) for _ in range(depth)]  # page-aligned, as O_DIRECT needs
+    bufs = [mmap.mmap(-1, big) for _ in range(depth)]  # page-aligned, as O_DIRECT needs
 
     def one(j):
         p, off = picks[j]
-        return os.preadv(fds[p], [bufs[j % depth]], off)
+        return os.preadv(fds[p], [memoryview(bufs[j % depth])[:sizes[j]]], off)
     try:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(depth) as ex:
@@ -462,3 +471,92 @@ def random_read(files: list[Path], n: int, req: int = 1 << 20, depth: int = 1,
     finally:
         for fd in fds.values():
             os.close(fd)
+
+
+# ----------------------------------------------------------------------------- transforms
+
+AUG_OPS = ("channels_first", "to_float", "random_resized_crop_boxes",
+           "motion_focused_crop_boxes", "flow_motion_map", "apply_boxes", "hflip",
+           "color_jitter", "random_grayscale", "gaussian_blur", "normalize")
+
+
+class _OpTimer:
+    """Times the augmentation's steps: wraps the ``motionclr.datasets.transforms``
+    functions ``GPUAugment`` calls (module globals, so its own calls go through the
+    wrappers) while inside ``with``; a step called from inside another counts only there."""
+
+    def __init__(self):
+        from motionclr.datasets import transforms
+        self.module, self.seconds, self._depth, self._saved = transforms, {}, 0, {}
+
+    def _wrap(self, name, fn):
+        def timed(*a, **kw):
+            self._depth += 1
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+        return timed
+
+    def __enter__(self):
+        for name in AUG_OPS:
+            fn = getattr(self.module, name, None)
+            if fn is not None:
+                self._saved[name] = fn
+                setattr(self.module, name, self._wrap(name, fn))
+        return self
+
+    def __exit__(self, *exc):
+        for name, fn in self._saved.items():
+            setattr(self.module, name, fn)
+        self._saved = {}
+
+
+def time_transforms(ds, n: int, budget_s: float, method, batch: int = 8, seed: int = 0,
+                    breakdown: bool = False) -> tuple[int, float, dict]:
+    """A CPU training step's data side on one thread: read ``batch`` clips, collate,
+    ``batch_to_device`` (CPU) and ``method.views`` (crop, flip, colour, blur, normalise),
+    until ``n`` clips or ``budget_s``. Returns (clips, seconds, per-step seconds), the
+    augmentation's own steps listed when ``breakdown``."""
+    import torch
+    from torch.utils.data import default_collate
+
+    from motionclr.datasets.shard_dataset import batch_to_device
+    get_many = getattr(ds, "__getitems__", None) or (lambda js: [ds[j] for j in js])
+    gen = torch.Generator().manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    steps = {"read": 0.0, "collate": 0.0, "batch_to_device": 0.0, "method.views": 0.0}
+    timer = _OpTimer()
+    k, n = 0, min(n, len(ds))
+    try:
+        with timer if breakdown else contextlib.nullcontext():
+            t0 = time.perf_counter()
+            while k < n:
+                js = list(range(k, min(k + batch, n)))
+                t = time.perf_counter()
+                samples = get_many(js)
+                t1 = time.perf_counter()
+                b = default_collate([{m: torch.from_numpy(s[m]) for m in ("rgb", "flow")
+                                      if m in s} for s in samples])
+                t2 = time.perf_counter()
+                b = batch_to_device(b, "cpu")
+                t3 = time.perf_counter()
+                method.views(b, gen)
+                t4 = time.perf_counter()
+                for name, a, z in (("read", t, t1), ("collate", t1, t2),
+                                   ("batch_to_device", t2, t3), ("method.views", t3, t4)):
+                    steps[name] += z - a
+                k += len(js)
+                if t4 - t0 > budget_s:
+                    break
+            el = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    if breakdown:
+        steps.update({f"  {name}": v for name, v in timer.seconds.items()})
+    return k, el, steps
+

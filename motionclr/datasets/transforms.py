@@ -362,23 +362,28 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def _hue_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate hue by ``shift`` (``(B,)``, fraction of a turn) via HSV; x in [0, 1]."""
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    maxc, minc = x.amax(1), x.amin(1)
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    h = torch.where(maxc == r, torch.remainder((g - b) / safe, 6.0),
-                    torch.where(maxc == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
-    h = torch.where(delta > 0, h, torch.zeros_like(h)) / 6.0
-    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)),
-                    torch.zeros_like(maxc))
-    h = torch.remainder(h + shift[:, None, None, None], 1.0)
-    # HSV -> RGB without branches: channel n uses k = (n + 6h) mod 6
-    out = []
-    for n in (5.0, 3.0, 1.0):
-        k = torch.remainder(n + 6.0 * h, 6.0)
-        out.append(maxc - maxc * s * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0))
-    return torch.stack(out, dim=1)
+    """Rotate hue by ``shift`` (``(B,)``, fraction of a turn) via HSV; x in [0, 1].
+
+    HSV -> RGB without branches: channel n is ``V - C * clamp(min(k, 4 - k), 0, 1)`` with
+    ``k = (n + 6h) mod 6``, V the max and C the chroma (max - min), which a hue rotation
+    keeps. One sample at a time, with in-place temporaries: the ~40 elementwise passes
+    then stay in cache (about twice as fast on CPU as whole-batch temporaries).
+    """
+    out = torch.empty_like(x)
+    for i, s6 in enumerate((shift * 6.0).tolist()):
+        r, g, b = x[i].unbind(0)
+        maxc = torch.maximum(torch.maximum(r, g), b)
+        delta = maxc - torch.minimum(torch.minimum(r, g), b)
+        inv = torch.where(delta > 0, delta, torch.ones_like(delta)).reciprocal_()
+        h = torch.where(maxc == r, (g - b).mul_(inv),
+                        torch.where(maxc == g, (b - r).mul_(inv).add_(2.0),
+                                    (r - g).mul_(inv).add_(4.0)))
+        h.add_(s6)  # 6h, rotated; grey pixels (delta 0) come out as V whatever h is
+        for c, n in enumerate((5.0, 3.0, 1.0)):
+            k = torch.remainder(h + n, 6.0)
+            torch.minimum(k, 4.0 - k, out=k).clamp_(0.0, 1.0)
+            torch.sub(maxc, k.mul_(delta), out=out[i, c])
+    return out
 
 
 def color_jitter(rgb: torch.Tensor, generator=None, brightness=0.4, contrast=0.4,
