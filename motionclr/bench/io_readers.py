@@ -219,6 +219,7 @@ class PyAVWorkload(_Items):
         key = (os.getpid(), cc.width, cc.height, cc.pix_fmt, stream.time_base, w, h)
         if key not in self._graphs:
             g = av.filter.Graph()
+            g.threads = 1  # one thread in all (libavfilter would use every core)
             nodes = [g.add_buffer(template=stream), g.add("scale", f"{w}:{h}:flags=area"),
                      g.add("format", "rgb24"), g.add("buffersink")]
             for a, b in zip(nodes, nodes[1:]):
@@ -485,20 +486,21 @@ class _OpTimer:
     functions ``GPUAugment`` calls (module globals, so its own calls go through the
     wrappers) while inside ``with``; a step called from inside another counts only there."""
 
-    def __init__(self):
+    def __init__(self, clock=time.perf_counter):
         from motionclr.datasets import transforms
         self.module, self.seconds, self._depth, self._saved = transforms, {}, 0, {}
+        self.clock = clock
 
     def _wrap(self, name, fn):
         def timed(*a, **kw):
             self._depth += 1
-            t0 = time.perf_counter()
+            t0 = self.clock()
             try:
                 return fn(*a, **kw)
             finally:
                 self._depth -= 1
                 if self._depth == 0:
-                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+                    self.seconds[name] = self.seconds.get(name, 0.0) + self.clock() - t0
         return timed
 
     def __enter__(self):
@@ -516,11 +518,12 @@ class _OpTimer:
 
 
 def time_transforms(ds, n: int, budget_s: float, method, batch: int = 8, seed: int = 0,
-                    breakdown: bool = False) -> tuple[int, float, dict]:
+                    breakdown: bool = False) -> tuple[int, float, float, dict]:
     """A CPU training step's data side on one thread: read ``batch`` clips, collate,
     ``batch_to_device`` (CPU) and ``method.views`` (crop, flip, colour, blur, normalise),
-    until ``n`` clips or ``budget_s``. Returns (clips, seconds, per-step seconds), the
-    augmentation's own steps listed when ``breakdown``."""
+    until ``n`` clips or ``budget_s`` of wall time. Returns (clips, wall seconds, CPU
+    seconds, per-step CPU seconds), the augmentation's own steps listed when
+    ``breakdown``."""
     import torch
     from torch.utils.data import default_collate
 
@@ -530,33 +533,34 @@ def time_transforms(ds, n: int, budget_s: float, method, batch: int = 8, seed: i
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     steps = {"read": 0.0, "collate": 0.0, "batch_to_device": 0.0, "method.views": 0.0}
-    timer = _OpTimer()
+    cpu = time.process_time  # this process's CPU time: other jobs on the machine do not count
+    timer = _OpTimer(cpu)
     k, n = 0, min(n, len(ds))
     try:
         with timer if breakdown else contextlib.nullcontext():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu()
             while k < n:
                 js = list(range(k, min(k + batch, n)))
-                t = time.perf_counter()
+                t = cpu()
                 samples = get_many(js)
-                t1 = time.perf_counter()
+                t1 = cpu()
                 b = default_collate([{m: torch.from_numpy(s[m]) for m in ("rgb", "flow")
                                       if m in s} for s in samples])
-                t2 = time.perf_counter()
+                t2 = cpu()
                 b = batch_to_device(b, "cpu")
-                t3 = time.perf_counter()
+                t3 = cpu()
                 method.views(b, gen)
-                t4 = time.perf_counter()
+                t4 = cpu()
                 for name, a, z in (("read", t, t1), ("collate", t1, t2),
                                    ("batch_to_device", t2, t3), ("method.views", t3, t4)):
                     steps[name] += z - a
                 k += len(js)
-                if t4 - t0 > budget_s:
+                if time.perf_counter() - t0 > budget_s:
                     break
-            el = time.perf_counter() - t0
+            el, el_cpu = time.perf_counter() - t0, cpu() - c0
     finally:
         torch.set_num_threads(threads)
     if breakdown:
         steps.update({f"  {name}": v for name, v in timer.seconds.items()})
-    return k, el, steps
+    return k, el, el_cpu, steps
 
