@@ -62,13 +62,16 @@ class Sizes:
     backbone: str = "r3d_18"
     train_steps: int = 10
     train_warmup: int = 3
+    stage_preset: str = "opencv"     # tvl1_torch preset of the flow-stage run
+    gt_textures: int = 3             # textures of the motion suite (GT EPE per type)
 
 
 GPU = Sizes()
-SMALL = Sizes(flow_hw=(64, 80), flow_batches=(2, 4), flow_distinct=2, flow_reps=1,
-              raft_hw=(128, 128), raft_batches=(1,), raft_reps=1, videos=(3, 1),
-              video_frames=10, short_side=40, clip_len=4, stride=2, crop=32, batch=4,
-              loader_workers=0, decode_workers=1, reader_batches=2, train_steps=1, train_warmup=1)
+SMALL = Sizes(flow_hw=(64, 80), flow_batches=(2,), flow_distinct=2, flow_reps=1,
+              raft_hw=(128, 128), raft_batches=(1,), raft_reps=1, videos=(2, 1),
+              video_frames=9, short_side=40, clip_len=4, stride=2, crop=32, batch=4,
+              loader_workers=0, decode_workers=1, reader_batches=2, backbone="small3d",
+              train_steps=1, train_warmup=1, stage_preset="fast", gt_textures=1)
 
 
 @dataclass
@@ -144,7 +147,7 @@ def bench_tvl1(m: Meter, sz: Sizes) -> dict:
             out["rows"].append({
                 "preset": preset, "batch": b, "pairs_per_s": b / sec,
                 "epe_vs_opencv": S.epe(f, ref[:len(f)]), "peak_mib": m.peak_mib()})
-    cases = S.motion_suite((h, w))
+    cases = S.motion_suite((h, w), textures=S.MOTION_TEXTURES[:sz.gt_textures])
     out["gt_epe"]["opencv_cpu"] = S.epe_by_type(cases, [tvl1(c.frames)[0] for c in cases])
     g = rgb_to_gray(torch.from_numpy(np.stack([c.frames for c in cases]))).to(m.device)
     for preset in ("opencv", "fast"):
@@ -189,6 +192,7 @@ def _config(method: str, sz: Sizes, device: str, workdir: Path, configs: Path):
     files = [configs / "datasets" / "synthetic.yaml", configs / "methods" / f"{method}.yaml"]
     over = [f"data.root={workdir / 'data'}", f"data.cache={workdir / 'cache'}",
             f"decode.short_side={sz.short_side}", "flow.method=tvl1_torch",
+            f"flow.params={{preset: {sz.stage_preset}}}",
             f"flow.device={device}", f"train.device={device}", f"clip.clip_len={sz.clip_len}",
             f"clip.stride={sz.stride}", f"clip.crop={sz.crop}", f"train.batch_size={sz.batch}",
             f"model.backbone={sz.backbone}", "train.amp=true",
@@ -234,6 +238,7 @@ def bench_pipeline(m: Meter, sz: Sizes, workdir: Path, configs: Path, methods, d
     man = json.loads((stage / "manifest.json").read_text())
     n_pairs = sum(v["n_frames"] - 1 for v in man["videos"])
     out["flow_stage"] = {"videos": len(man["videos"]), "pairs": n_pairs,
+                         "preset": sz.stage_preset, "batched": cfg.flow.device.startswith("cuda"),
                          "size": [man["videos"][0]["width"], man["videos"][0]["height"]],
                          "seconds": time.perf_counter() - t0,
                          "cached": man["timing"].get("computed", 0) == 0,
@@ -366,7 +371,7 @@ def render(res: Result, cmd: str, small: bool) -> str:
         p = s["pipeline"]
         fs, rd = p["flow_stage"], p["reader"]
         lines += ["### Flow stage, shard reader and GPU augmentation", "",
-                  f"- Flow stage (`tvl1_torch` opencv preset on `{res.device}`, decode + flow + "
+                  f"- Flow stage (`tvl1_torch` {fs['preset']} preset on `{res.device}`, decode + flow + "
                   f"parts + shards): {fs['videos']} synthetic videos, {fs['pairs']} pairs at "
                   f"{fs['size'][0]}x{fs['size'][1]}: {_f(fs['pairs_per_s'])} pairs/s"
                   f"{' (cached from an earlier run)' if fs['cached'] else ''}; peak "
@@ -406,12 +411,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="", help="results file (default <workdir>/results.json)")
     ap.add_argument("--out", default="docs/benchmarks.md", help="markdown file to update")
     ap.add_argument("--no-write", action="store_true", help="do not touch --out")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0: leave torch's default)")
     ap.add_argument("--budget-s", type=float, default=450.0,
                     help="skip sections that would start after this many seconds")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
 
     import torch
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         print("motionclr bench gpu: error: no CUDA device is visible (use --device cpu "
