@@ -113,12 +113,22 @@ def _threads_in_worker(cfg):
     return torch.get_num_threads(), cv2.getNumThreads()
 
 
-@pytest.mark.parametrize("method", ["tvl1_torch", "tvl1"])
-def test_cpu_workers_times_threads_fit_the_cores(method, tmp_path):
+@pytest.mark.parametrize("backend,method", [("multiprocessing", "tvl1_torch"),
+                                            ("loky", "tvl1")])
+def test_cpu_workers_times_threads_fit_the_cores(backend, method, tmp_path):
+    """Forked workers inherit torch's every-core pool, and OpenCV's pool is every core in
+    any worker (loky limits only OpenMP): each worker must get cores // workers threads."""
+    import torch
     from joblib import Parallel, delayed
     cfg = _cfg(tmp_path, tmp_path, **{"flow.method": method, "pipeline.workers": 2})
     cores = flow_batch.cpu_threads(1)
-    got = Parallel(n_jobs=2, backend="loky")(delayed(_threads_in_worker)(cfg) for _ in range(2))
+    before = torch.get_num_threads()
+    torch.set_num_threads(cores)  # torch's default in a fresh process, inherited by forks
+    try:
+        got = Parallel(n_jobs=2, backend=backend)(delayed(_threads_in_worker)(cfg)
+                                                  for _ in range(2))
+    finally:
+        torch.set_num_threads(before)
     which = 0 if method == "tvl1_torch" else 1
     assert all(g[which] == max(1, cores // 2) for g in got), got
     assert 2 * got[0][which] <= max(cores, 2)
