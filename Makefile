@@ -17,7 +17,7 @@ COMMON   := data.dataset=$(DATASET) data.root=$(DATA_ROOT) data.cache=$(CACHE) \
 MOTIONCLR := $(BIN)/motionclr
 
 .PHONY: setup demo generate flow index pretrain eval-retrieval eval-linear eval-knn finetune \
-        retrieval-figure report bench bench-methods test lint clean
+        retrieval-figure report bench bench-methods bench-gpu test lint clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ bench: setup
 
 bench-methods: setup
 	$(MOTIONCLR) bench methods $(ARGS)
+
+# One GPU (cuda unless ARGS="--device cuda:1"), <= 8 minutes: JSON + docs/benchmarks.md section.
+bench-gpu: setup
+	$(MOTIONCLR) bench gpu $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)

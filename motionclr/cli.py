@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.num_clips=5")
     s.set_defaults(fn=cmd_eval)
-    s = sub.add_parser("bench", help="benchmarks: flow | io | methods")
-    s.add_argument("which", choices=["flow", "io", "methods"])
+    s = sub.add_parser("bench", help="benchmarks: flow | io | methods | gpu")
+    s.add_argument("which", choices=["flow", "io", "methods", "gpu"])
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(fn=None)  # dispatched in main() through DELEGATED
     s = sub.add_parser("viz", help="flow colour-wheel images / RGB|flow strips")
@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 DELEGATED = {("viz",): "motionclr.flow.viz:main", ("bench", "flow"): "motionclr.bench.flow:main",
              ("bench", "io"): "motionclr.bench.io:main",
-             ("bench", "methods"): "motionclr.bench.methods:main"}
+             ("bench", "methods"): "motionclr.bench.methods:main",
+             ("bench", "gpu"): "motionclr.bench.gpu:main"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ class DecodeCfg:
 
 @dataclass
 class FlowCfg:
-    method: str = "tvl1"           # a key of motionclr.flow.FLOW_METHODS
+    method: str = "tvl1_torch"     # a key of motionclr.flow.FLOW_METHODS (OpenCV CPU: "tvl1")
     bound: float = 20.0            # clip |flow| to this many pixels before uint8 quantisation
     device: str = "cpu"            # torch device for torch-based estimators
     params: dict = field(default_factory=dict)  # estimator parameters (e.g. {warps: 3})

@@ -28,14 +28,14 @@ def test_shards_round_trip_and_attributes(tiny_stage, tiny_root):
     assert rgb.dtype == np.uint8 and flow_q.dtype == np.uint8
     assert rgb.shape == (12, 32, 42, 3) and flow_q.shape == (11, 32, 42, 2)
     assert v["n_frames"] == 12 and attrs["n_frames"] == 12
-    assert attrs["bound"] == 20 and attrs["flow_method"] == "tvl1"
+    assert attrs["bound"] == 20 and attrs["flow_method"] == cfg.flow.method == "tvl1_torch"
     assert "frame i to frame i+1" in attrs["convention"]
     assert len(attrs["source_blake2b"]) == 32 and attrs["versions"]["opencv"]
     with h5py.File(stage / v["shard"], "r") as f:
         ds = f["videos"][v["video_id"]]["rgb"]
         assert ds.chunks[0] < ds.shape[0]  # chunked along time
     # The stored flow is the quantised TV-L1 of the stored frames.
-    expect = compute_flow(rgb, "tvl1")
+    expect = compute_flow(rgb, cfg.flow.method, **cfg.flow.params)
     err = np.abs(dequantize(flow_q, 20.0) - np.clip(expect, -20, 20))
     assert err.max() <= 20 / 255 + 1e-4
 

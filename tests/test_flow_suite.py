@@ -42,6 +42,33 @@ def test_ground_truth_explains_frame_1(suite):
         assert good < 2.0 and bad > 3 * good, (name, good, bad)
 
 
+def test_motion_suite_types_and_ground_truth():
+    cases = S.motion_suite(SIZE, border=4)
+    assert len(cases) == 9 * len(S.MOTION_TEXTURES)
+    assert [c.tags[0] for c in cases[:9]] == ["shift"] * 3 + ["rotate"] * 2 + ["zoom"] * 2 \
+        + ["mixed"] * 2
+    by = {c.name.split("@")[0]: c for c in cases if c.name.endswith("bikes60")}
+    h, w = SIZE
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    # rotation by +2 deg about the centre: the right edge's midpoint moves down (+y)
+    y, a = h // 2, np.radians(2)
+    r = by["rotate_2deg"].flow[y, w - 1]
+    assert r[1] == pytest.approx((w - 1 - cx) * np.sin(a) + (y - cy) * (np.cos(a) - 1), rel=1e-4)
+    assert r[1] > 1.3
+    # zoom 3 %: the flow is 0.03 * (x - c)
+    z = by["zoom_in_3pct"].flow[0, 0]
+    assert z == pytest.approx([-0.03 * cx, -0.03 * cy], rel=1e-4)
+    for c in (by["rotate_2deg"], by["mixed_a"], by["zoom_out_3pct"]):
+        f0 = c.frames[0].astype(np.float32)
+        good = np.abs(_backwarp(c.frames[1], c.flow) - f0)[c.valid].mean()
+        bad = np.abs(_backwarp(c.frames[1], c.flow + np.float32([1, 0])) - f0)[c.valid].mean()
+        assert good < 3.0 and bad > 2 * good, (c.name, good, bad)
+    with pytest.raises(ValueError, match="unknown motion type"):
+        S.motion_suite(SIZE, types=("spin",))
+    err = S.epe_by_type(cases[:9], [c.flow for c in cases[:9]])
+    assert err == {"shift": 0.0, "rotate": 0.0, "zoom": 0.0, "mixed": 0.0}
+
+
 def test_case_definitions(suite):
     assert np.array_equal(suite["zero"].frames[0], suite["zero"].frames[1])
     assert np.all(suite["zero"].flow == 0)
@@ -118,3 +145,8 @@ def test_bench_flow_writes_its_section_only(tmp_path):
     assert "| tvl1 (OpenCV CPU) |" in section and "| dis medium (OpenCV) |" in section
     assert "skipped: no checkpoint (--raft-small PATH)" in section
     assert "tvl1_torch" not in section  # --methods selects
+    # GT EPE per motion type, for every engine run, with the gap to OpenCV
+    table = section[section.index("EPE vs ground truth per motion type"):]
+    assert "| method | shift | rotate | zoom | mixed |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| dis medium"))
+    assert row.count("(+") + row.count("(-") == 4

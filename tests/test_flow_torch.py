@@ -116,3 +116,18 @@ def test_bad_arguments_raise():
         tvl1_torch(frames.astype(np.float32))
     # OpenCV spellings are accepted as aliases
     assert tvl1_torch(frames, innnerIterations=2, outerIterations=1).shape == (1, 32, 32, 2)
+
+
+def test_converged_pairs_leave_the_batch_without_changing_any_result(cases):
+    """``compact`` drops stopped pairs from the working set at each check: a zero-motion pair
+    stops at once, a shifted one iterates on; both get exactly what they get alone."""
+    frames = [cases["zero"].frames, cases["shift_xy"].frames, cases["zoom"].frames]
+    g = [rgb_to_gray(torch.from_numpy(f)) for f in frames]
+    i0 = torch.stack([x[0] for x in g])
+    i1 = torch.stack([x[1] for x in g])
+    compact = tvl1_pairs(i0, i1)
+    full = tvl1_pairs(i0, i1, compact=False)
+    torch.testing.assert_close(compact, full, rtol=0, atol=0)
+    for k in range(3):
+        torch.testing.assert_close(compact[k:k + 1], tvl1_pairs(i0[k:k + 1], i1[k:k + 1]),
+                                   rtol=0, atol=1e-5)

@@ -8,7 +8,10 @@ measures, at 340x256 on ``--device``:
   ``bigbuckbunny``, ``--pairs`` consecutive pairs of each, area-resized to 340x256);
 * EPE against exact ground truth on the synthetic suite (``motionclr.flow.synthetic``): mean over
   the <= 3 px cases, and the 8 px translation separately;
-* EPE against OpenCV TV-L1 on the same real pairs (how close to the reference flow).
+* EPE against OpenCV TV-L1 on the same real pairs (how close to the reference flow);
+* EPE against exact ground truth per motion type (shift, rotate +-2 deg, zoom +-3 %, mixed) on
+  ``motionclr.flow.synthetic.motion_suite``: similarity motions rendered from a smooth
+  animation frame and two frames of real camera footage, borders excluded.
 
 The table goes into ``--out`` (docs/benchmarks.md) between ``<!-- bench:flow:start -->`` and
 ``<!-- bench:flow:end -->``, with the machine, versions and the exact command.
@@ -47,6 +50,7 @@ class Entry:
     epe_small: float = float("nan")
     epe_large: float = float("nan")
     epe_cases: dict = field(default_factory=dict)
+    epe_types: dict = field(default_factory=dict)     # motion type -> mean GT EPE
     epe_vs_tvl1: dict = field(default_factory=dict)   # clip name -> mean EPE vs OpenCV tvl1
     residual: float = float("nan")
 
@@ -78,7 +82,7 @@ def _sync(device: str) -> None:
 
 
 def run_entry(e: Entry, clips: list[np.ndarray], cases: list, ref: list[np.ndarray] | None,
-              device: str) -> list[np.ndarray]:
+              device: str, motion_cases: list = ()) -> list[np.ndarray]:
     """Time ``e`` on the real clips and score it; returns its flows on the clips."""
     fn = lambda frames: compute_flow(frames, e.method, device=device, **e.params)  # noqa: E731
     fn(clips[0][:2])  # warm-up: model load, allocator, first-call dispatch
@@ -94,6 +98,8 @@ def run_entry(e: Entry, clips: list[np.ndarray], cases: list, ref: list[np.ndarr
         e.epe_cases[c.name] = S.epe(fn(c.frames)[0], c.flow, c.valid)
     e.epe_small = float(np.mean([e.epe_cases[c.name] for c in cases if "large" not in c.tags]))
     e.epe_large = e.epe_cases.get("shift_large", float("nan"))
+    if motion_cases:
+        e.epe_types = S.epe_by_type(motion_cases, [fn(c.frames)[0] for c in motion_cases])
     e.residual = float(np.mean([photometric_residual(fr, f) for fr, f in zip(clips, flows)]))
     if ref is not None:
         e.epe_vs_tvl1 = {name: S.epe(f, r) for name, f, r in zip(S.CLIPS, flows, ref)}
@@ -180,6 +186,24 @@ def render(results: list[Entry], cases: list, args, cmd: str, threads: str,
         for e in done:
             lines.append(f"| {e.label} | " + " | ".join(_f(e.epe_cases[c.name], ".4f")
                                                        for c in cases) + " |")
+    typed = [e for e in done if e.epe_types]
+    if typed:
+        types = list(typed[0].epe_types)
+        base_t = next((e.epe_types for e in typed if e.method == "tvl1"), None)
+        n_tex = len(S.MOTION_TEXTURES)
+        lines += ["", "EPE vs ground truth per motion type (px; `motion_suite`: each type is "
+                  f"2 motions x {n_tex} textures, the bigbuckbunny animation frame and two "
+                  "frames of the real `bikes` footage; rotate +-2 deg, zoom +-3 %, mixed = "
+                  "rotation + zoom + shift; pixels 8 px from the border excluded). In "
+                  "brackets: difference to OpenCV `tvl1`.", "",
+                  "| method | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]
+        for e in typed:
+            cells = []
+            for t in types:
+                v = e.epe_types[t]
+                d = f" ({v - base_t[t]:+.3f})" if base_t and e.method != "tvl1" else ""
+                cells.append(_f(v, ".4f") + d)
+            lines.append(f"| {e.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -210,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raft-small", default="", help="local raft_small state_dict")
     ap.add_argument("--raft-large", default="", help="local raft_large state_dict")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--no-motion-suite", action="store_true",
+                    help="skip the per-motion-type GT table (27 more pairs per method)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
 
@@ -219,18 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     threads = f"torch {torch.get_num_threads()}, OpenCV {cv2.getNumThreads()}"
     clips = [S.load_clip(name, args.size, start=0, n_frames=args.pairs + 1) for name in S.CLIPS]
     cases = S.synthetic_suite(args.size)
+    motion_cases = S.motion_suite(args.size) if not args.no_motion_suite else []
     results, ref = entries(args), None
     for e in results:
         if e.skipped:
             print(f"{e.label}: skipped ({e.skipped})", flush=True)
             continue
-        flows = run_entry(e, clips, cases, ref, args.device)
+        flows = run_entry(e, clips, cases, ref, args.device, motion_cases)
         if e.method == "tvl1" and ref is None:
             ref = flows
             e.epe_vs_tvl1 = {name: 0.0 for name in S.CLIPS}
         print(f"{e.label}: {e.pairs / e.seconds:.2f} pairs/s, "
               f"{1000 * e.cpu_seconds / e.pairs:.0f} CPU ms/pair, EPE<=3px {e.epe_small:.4f}, "
-              f"8px {e.epe_large:.4f}, vs tvl1 {e.epe_vs_tvl1}, residual {e.residual:.2f}",
+              f"8px {e.epe_large:.4f}, vs tvl1 {e.epe_vs_tvl1}, residual {e.residual:.2f}, "
+              f"GT per type {({k: round(v, 4) for k, v in e.epe_types.items()})}",
               flush=True)
     zero_residual = float(np.mean([photometric_residual(c, np.zeros(c.shape[:3] + (2,),
                                                                       np.float32)[1:])

@@ -69,16 +69,30 @@ def load_clip(name: str = "bikes", size: tuple[int, int] = (256, 340), start: in
     return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
 
 
-@functools.lru_cache(maxsize=4)
+# Per clip: (resize factor, blur sigma) that makes a texture at least ~640x340 px.
+_TEXTURE_PREP = {"bigbuckbunny": (0.5, 0.7), "bikes": (1.25, 0.0)}
+
+
+@functools.lru_cache(maxsize=8)
 def load_texture(name: str = "bigbuckbunny", frame: int = 100) -> np.ndarray:
     """A real texture as float64 RGB (h, w, 3) in 0..255.
 
-    The frame is area-downsampled 2x and lightly blurred (sigma 0.7) so it is close to
-    band-limited: then bicubic resampling is accurate and the ground truth holds to ~0.01 px.
+    ``bigbuckbunny`` (1280x720): area-downsampled 2x and lightly blurred (sigma 0.7) so it is
+    close to band-limited (smooth animation, fine for sub-pixel accuracy checks).
+    ``bikes`` (640x272, real camera footage with sharp edges and sensor noise): bicubically
+    enlarged 1.25x to 800x340 so a 340x256 crop with margin fits, and not blurred. Both frames
+    of a pair are sampled from the same bicubic interpolant, so the ground truth holds for
+    either; the sharp texture is the harder, more realistic one.
     """
+    scale, sigma = _TEXTURE_PREP[name] if name in _TEXTURE_PREP else (1.0, 0.0)
     f = _decode(name)[frame].astype(np.float64)
-    f = cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    return cv2.GaussianBlur(f, (0, 0), 0.7)
+    if scale < 1:
+        f = cv2.resize(f, (round(f.shape[1] * scale), round(f.shape[0] * scale)),
+                       interpolation=cv2.INTER_AREA)
+    elif scale > 1:
+        f = cv2.resize(f, (round(f.shape[1] * scale), round(f.shape[0] * scale)),
+                       interpolation=cv2.INTER_CUBIC)
+    return cv2.GaussianBlur(f, (0, 0), sigma) if sigma > 0 else f
 
 
 def _sample(tex: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -205,6 +219,59 @@ def synthetic_suite(size: tuple[int, int] = (256, 340), include_large: bool = Tr
     return cases
 
 
+# Motion types of the per-type GT report (``motion_suite``): name -> similarity parameters.
+# Rotation by 2 deg and zoom by 3 % move the corners of a 340x256 frame by ~7.4 / ~6.4 px; the
+# mixed cases combine all three. Two cases per type (opposite directions) so that a tuning run
+# cannot profit from one direction.
+MOTION_CASES = {
+    "shift": (("shift_x", dict(shift=(1.7, 0.0))), ("shift_y", dict(shift=(0.0, 1.3))),
+              ("shift_xy", dict(shift=(2.5, -1.5)))),
+    "rotate": (("rotate_2deg", dict(angle_deg=2.0)), ("rotate_-2deg", dict(angle_deg=-2.0))),
+    "zoom": (("zoom_in_3pct", dict(zoom=1.03)), ("zoom_out_3pct", dict(zoom=1 / 1.03))),
+    "mixed": (("mixed_a", dict(angle_deg=1.5, zoom=1.02, shift=(1.2, -0.8))),
+              ("mixed_b", dict(angle_deg=-1.0, zoom=0.98, shift=(-1.5, 1.0)))),
+}
+MOTION_TYPES = tuple(MOTION_CASES)
+
+
+# Textures of the motion suite: (clip, frame). The smooth animation frame and two frames of
+# real camera footage (textured ground, edges, noise).
+MOTION_TEXTURES = (("bigbuckbunny", 100), ("bikes", 0), ("bikes", 60))
+
+
+def motion_suite(size: tuple[int, int] = (256, 340), border: int = 8,
+                 types: tuple[str, ...] = MOTION_TYPES,
+                 textures: tuple = MOTION_TEXTURES) -> list[FlowCase]:
+    """Similarity-motion pairs grouped by type (``case.tags[0]`` is the type): shift, rotate
+    (+-2 deg), zoom (+-3 %) and mixed (rotation + zoom + shift), each rendered from every
+    texture in ``textures`` ((clip, frame) pairs), with exact ground truth.
+
+    Unlike ``synthetic_suite`` the rotations and zooms are not scaled with the image: they are
+    the angles and factors named, so at 340x256 their corners move 6-7.5 px.
+    """
+    bad = [t for t in types if t not in MOTION_CASES]
+    if bad:
+        raise ValueError(f"unknown motion type(s) {bad}; valid: {list(MOTION_CASES)}")
+    cases = []
+    for clip, frame in textures:
+        tex = load_texture(clip, frame)
+        for kind in types:
+            for name, motion in MOTION_CASES[kind]:
+                c = similarity_case(f"{name}@{clip}{frame}", size, border=border, texture=tex,
+                                    **motion)
+                c.tags = (kind,)
+                cases.append(c)
+    return cases
+
+
+def epe_by_type(cases: list[FlowCase], flows: list[np.ndarray]) -> dict:
+    """Mean GT EPE per motion type (``tags[0]``) over ``cases`` with their (H, W, 2) flows."""
+    per: dict[str, list[float]] = {}
+    for c, f in zip(cases, flows):
+        per.setdefault(c.tags[0] if c.tags else c.name, []).append(epe(f, c.flow, c.valid))
+    return {k: float(np.mean(v)) for k, v in per.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # metrics
 
@@ -228,4 +295,5 @@ def angular_error(flow: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = N
 
 
 __all__ = ["FlowCase", "CLIPS", "clip_path", "load_clip", "load_texture", "similarity_case",
-           "object_case", "zero_case", "synthetic_suite", "epe", "angular_error"]
+           "object_case", "zero_case", "synthetic_suite", "motion_suite", "MOTION_CASES",
+           "MOTION_TYPES", "MOTION_TEXTURES", "epe_by_type", "epe", "angular_error"]

@@ -36,7 +36,7 @@ OPENCV_PRESET = dict(
     tau=0.25, lambda_=0.15, theta=0.3, nscales=5, warps=5, epsilon=0.01,
     inner_iterations=30, outer_iterations=10, scale_step=0.8, gamma=0.0, median=5,
     interpolation="bicubic", quantize_coords=False, pyramid="opencv", stop=True,
-    check_every=10, min_size=16, compile=False,
+    check_every=10, min_size=16, compile=False, compact=True,
 )
 # Cheaper variant: a 0.5 pyramid (IPOL / scikit-image style: larger capture range, 1.33x the
 # finest-level cost instead of 2.5x), anti-aliased downsampling, a fixed budget of 4 warps x 30
@@ -386,24 +386,46 @@ def _solve_level(I0, I1, u, cfg: dict, step) -> torch.Tensor:
         has_grad = grad > _FLT_EPSILON
         neg_grad = torch.where(has_grad, -grad, float("inf"))  # rho / inf = 0: no step
         active = torch.ones(b, dtype=torch.bool, device=dev)  # per pair, on the device
+        # Working set: the rows still iterating. At each check, pairs that have stopped are
+        # written back and dropped from it, so a batch costs about what its pairs cost one by
+        # one instead of its slowest pair's time for every pair (same results: per-pair ops).
+        rows = None  # indices into the batch (None: all rows, in order)
+        uw, pxw, pyw, gw, rcw, ngw = u, px, py, g, rho_c, neg_grad
         for n in range(outer * inner):
+            m = active.view(-1, 1, 1, 1)
             if n % inner == 0 and median > 1:
-                med = median_filter(u, median)
-                u = torch.where(active.view(b, 1, 1, 1), med, u) if stop else med
-            u_new, px_new, py_new, err = step(u, px, py, g, rho_c, neg_grad, l_t, theta,
-                                              taut, stop)
+                med = median_filter(uw, median)
+                uw = torch.where(m, med, uw) if stop else med
+            u_new, px_new, py_new, err = step(uw, pxw, pyw, gw, rcw, ngw, l_t, theta, taut, stop)
             if stop:
                 # freeze pairs that had already converged; the iteration that crosses the
                 # threshold is still applied in full (as in OpenCV)
-                a = active.view(b, 1, 1, 1)
-                u = torch.where(a, u_new, u)
-                px = torch.where(a, px_new, px)
-                py = torch.where(a, py_new, py)
+                uw = torch.where(m, u_new, uw)
+                pxw = torch.where(m, px_new, pxw)
+                pyw = torch.where(m, py_new, pyw)
                 active = active & (err > scaled_eps)
-                if (n + 1) % check_every == 0 and not bool(active.any()):  # rare batched sync
-                    break
+                if (n + 1) % check_every == 0:
+                    n_active = int(active.sum())  # the one host sync per check, whole batch
+                    if n_active == 0:
+                        break
+                    if cfg["compact"] and n_active < len(active):
+                        if rows is None:
+                            rows = torch.arange(b, device=dev)
+                            u, px, py = u.clone(), px.clone(), py.clone()
+                        done = ~active
+                        u[rows[done]], px[rows[done]], py[rows[done]] = \
+                            uw[done], pxw[done], pyw[done]
+                        keep = active.nonzero().squeeze(1)
+                        rows = rows[keep]
+                        uw, pxw, pyw, gw, rcw, ngw = (t[keep] for t in
+                                                      (uw, pxw, pyw, gw, rcw, ngw))
+                        active = active[keep]
             else:
-                u, px, py = u_new, px_new, py_new
+                uw, pxw, pyw = u_new, px_new, py_new
+        if rows is None:
+            u, px, py = uw, pxw, pyw
+        else:
+            u[rows], px[rows], py[rows] = uw, pxw, pyw
     return u
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from motionclr.config import Config
 from motionclr.errors import StorageError, UserError
 from motionclr.datasets.sources import SOURCES, VideoEntry, list_videos
-from motionclr.pipeline import shards
+from motionclr.pipeline import flow_batch, shards
 from motionclr.pipeline.cache import (FORMAT_VERSION, atomic_write_text, file_digest,
                                       remove_stale_tmp, stable_hash, storage)
 from motionclr.pipeline.decode import (DECODER_VERSION, DecodeError, decode_video,
@@ -146,6 +146,7 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
                                     max_frames=cfg.decode.max_frames)
         if info["n_frames"] < 2:
             raise DecodeError(f"only {info['n_frames']} frame decoded: flow needs at least 2")
+        flow_batch.pin_cpu_threads(cfg)
         flow = compute_flow(frames, method=cfg.flow.method, device=cfg.flow.device,
                             **cfg.flow.params)
         q = quantize(flow, cfg.flow.bound)
@@ -305,7 +306,9 @@ def run_flow_stage(cfg: Config, progress: bool = True, retry_failed: bool = Fals
         print(f"flow: {len(entries)} videos, {len(mine) - len(todo)} already done, "
               f"{len(todo)} to compute with {cfg.flow.method} on {cfg.pipeline.workers} workers")
     t0 = time.perf_counter()
-    results = _run_parallel(todo, cfg, parts_dir, progress) if todo else []
+    # CUDA + a batchable method: one process per GPU, pairs batched across videos
+    run = flow_batch.run_batched if flow_batch.wanted(cfg) else _run_parallel
+    results = run(todo, cfg, parts_dir, progress) if todo else []
     wall = time.perf_counter() - t0
 
     pending = [e for e in entries if shards.part_status(parts_dir, e.video_id) is None]
