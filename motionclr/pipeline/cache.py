@@ -7,8 +7,6 @@ import json
 import os
 from pathlib import Path
 
-FORMAT_VERSION = 2  # bump when the shard layout or quantisation changes
-
 
 def stable_hash(obj, n: int = 12) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()

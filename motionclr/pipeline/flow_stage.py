@@ -19,9 +19,11 @@ import numpy as np
 from motionclr.config import Config
 from motionclr.errors import UserError
 from motionclr.datasets.sources import SOURCES, VideoEntry, list_videos
-from motionclr.pipeline import shards
-from motionclr.pipeline.cache import (FORMAT_VERSION, atomic_write_text, file_digest,
-                                      remove_stale_tmp, stable_hash)
+from motionclr.pipeline.cache import atomic_write_text, file_digest, remove_stale_tmp, stable_hash
+from motionclr.pipeline.claims import claim, release
+from motionclr.storage import shards
+from motionclr.storage.checksums import write_checksums
+from motionclr.storage.shards import FORMAT_VERSION
 from motionclr.pipeline.decode import DecodeError, decode_video, ffmpeg_version
 
 TORCH_METHODS = ("tvl1_torch", "raft_small", "raft_large")
@@ -103,11 +105,11 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
     # Several processes may share this directory (job arrays, Ray/Dask): claim first, then
     # look again — another worker may have finished and released it in between.
     skipped = {"video_id": entry.video_id, "status": "skipped", "frames": 0, "seconds": 0.0}
-    if shards.part_status(parts_dir, entry.video_id) or not shards.claim(parts_dir,
+    if shards.part_status(parts_dir, entry.video_id) or not claim(parts_dir,
                                                                           entry.video_id):
         return skipped
     if shards.part_status(parts_dir, entry.video_id):
-        shards.release(parts_dir, entry.video_id)
+        release(parts_dir, entry.video_id)
         return skipped
     try:
         if not entry.path.is_file():
@@ -131,14 +133,14 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
                  "convention": shards.CONVENTION,
                  "flow_clipped_fraction": float(np.mean(np.abs(flow) > cfg.flow.bound))}
     except KeyboardInterrupt:
-        shards.release(parts_dir, entry.video_id)
+        release(parts_dir, entry.video_id)
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one video is recorded, run goes on
         reason = f"{type(e).__name__}: {e}" if not isinstance(e, DecodeError) else str(e)
         with _storage(parts_dir):
             shards.write_failure(parts_dir, entry.video_id, str(entry.path), reason)
             _event(parts_dir, entry.video_id, "failed", time.perf_counter() - t0, reason)
-        shards.release(parts_dir, entry.video_id)
+        release(parts_dir, entry.video_id)
         return {"video_id": entry.video_id, "status": "failed", "reason": reason, "frames": 0,
                 "seconds": time.perf_counter() - t0}
     try:
@@ -150,7 +152,7 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
         return {"video_id": entry.video_id, "status": "done", "frames": info["n_frames"],
                 "seconds": time.perf_counter() - t0}
     finally:
-        shards.release(parts_dir, entry.video_id)
+        release(parts_dir, entry.video_id)
 
 
 def parse_shard(spec: str) -> tuple[int, int] | None:
@@ -265,7 +267,7 @@ def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
         return out
     computed = [r for r in results if r["status"] != "skipped"]
     # One packer: processes finishing together must not both pack and delete parts.
-    if not shards.claim(parts_dir, PACK_LOCK):
+    if not claim(parts_dir, PACK_LOCK):
         if progress:
             print("flow: another process is packing this stage")
         return out
@@ -276,7 +278,7 @@ def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
                     "seconds": wall, "computed": len(computed),
                     "frames": sum(r["frames"] for r in computed)})
     finally:
-        shards.release(parts_dir, PACK_LOCK)
+        release(parts_dir, PACK_LOCK)
     return out
 
 
@@ -298,8 +300,9 @@ def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: di
     done = [e for e in entries if shards.part_status(parts_dir, e.video_id) == "done"]
     failed = [shards.read_failure(parts_dir, e.video_id) for e in entries
               if shards.part_status(parts_dir, e.video_id) == "failed"]
+    sums: dict = {}
     where = shards.pack_shards(out, [e.video_id for e in done], cfg.pipeline.shard_mb,
-                               cfg.pipeline.time_phases)
+                               cfg.pipeline.time_phases, sums=sums)
     member = _split_membership(cfg)
     import h5py
     videos = []
@@ -322,8 +325,9 @@ def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: di
     manifest = {"format_version": FORMAT_VERSION, "stage": "flow", "dataset": cfg.data.dataset,
                 "bound": cfg.flow.bound, "params": stage_params(cfg),
                 "classes": classes, "videos": videos, "failed": failed,
-                "timing": timing, "convention": shards.CONVENTION}
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
+                "timing": timing, "convention": shards.CONVENTION,
+                "checksums": write_checksums(out, videos, sums)}
+    shards.save_manifest(out, manifest)
     # The parts are now inside shards; the manifest marks completion, so drop them.
     for e in entries:
         for p in parts_dir.glob(f"{shards.video_key(e.video_id)}.*"):
