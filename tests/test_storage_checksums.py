@@ -149,3 +149,21 @@ def test_stage_of_an_older_format_is_refused(tiny_stage, tmp_path):
         ShardClipDataset(stage, "train")
     res = _cli("verify", str(stage))
     assert res.returncode == 1 and "storage format 2" in res.stdout
+
+
+@pytest.mark.parametrize("compression", [None, "lzf"])
+def test_frame_reader_checks_raw_and_compressed_frames(tmp_path, compression):
+    import h5py
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (9, 6, 10, 3), dtype=np.uint8)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=a, chunks=(1, 6, 10, 3), compression=compression)
+    sums = {("vid", "rgb"): frame_sums(a)}
+    with h5py.File(path, "r") as f:
+        idx = np.array([1, 3, 5, 7])
+        got = FrameReader(path, sums=sums).read(("vid", "rgb"), idx, lambda: f["v"])
+        np.testing.assert_array_equal(got, a[idx])
+        wrong = {("vid", "rgb"): frame_sums(a) + np.uint64(1) * (np.arange(9) == 5)}
+        with pytest.raises(DamagedShardError, match=r"vid .*rgb frames \[5\]"):
+            FrameReader(path, sums=wrong).read(("vid", "rgb"), idx, lambda: f["v"])
