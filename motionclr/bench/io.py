@@ -307,6 +307,10 @@ def targets(res: dict, sizes: dict) -> list[str]:
             r = (s[0] + s[1]) / (j[0] + j[1])
             out.append(f"{c} disk per frame (RGB + flow) vs JPEG folders: {r:.2f}× "
                        f"(target ≤ 1.5×) {'PASS' if r <= 1.5 else 'MISS'}")
+    if "checksums" in res:
+        cost = res["checksums"]["cost"]
+        out.append(f"cost of the checksums on read, 1p warm: {cost:.1%} (target ≤ 10%) "
+                   f"{'PASS' if cost <= 0.10 else 'MISS'}")
     return out
 
 
