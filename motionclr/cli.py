@@ -73,8 +73,8 @@ def cmd_verify(args):
         for stage in verify_cache(args.cache, checksums=False):
             if (Path(stage) / "manifest.json").is_file():
                 fixed = repair_stage(stage, args.overrides)
-                print(f"{stage}: repaired {len(fixed)} video(s)" if fixed else
-                      f"{stage}: nothing to repair")
+                print(f"{stage}: repaired {len(fixed['videos'])} video(s), checksum file "
+                      "rewritten" if fixed["checksums"] else f"{stage}: nothing to repair")
     elif args.overrides:
         raise ValueError("overrides are for --repair (e.g. flow.device=cuda)")
     report = verify_cache(args.cache, checksums=not args.quick)

@@ -149,6 +149,11 @@ def test_stage_of_an_older_format_is_refused(tiny_stage, tmp_path):
         ShardClipDataset(stage, "train")
     res = _cli("verify", str(stage))
     assert res.returncode == 1 and "storage format 2" in res.stdout
+    # Without the raw videos, the stage is looked up by its settings: an old one is not taken.
+    from motionclr.pipeline.stages import find_flow_stage
+    cfg = load_config(None, tiny_overrides(tmp_path / "no-videos-here", tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="older storage format"):
+        find_flow_stage(cfg)
 
 
 @pytest.mark.parametrize("compression", [None, "lzf"])
@@ -167,3 +172,21 @@ def test_frame_reader_checks_raw_and_compressed_frames(tmp_path, compression):
         wrong = {("vid", "rgb"): frame_sums(a) + np.uint64(1) * (np.arange(9) == 5)}
         with pytest.raises(DamagedShardError, match=r"vid .*rgb frames \[5\]"):
             FrameReader(path, sums=wrong).read(("vid", "rgb"), idx, lambda: f["v"])
+
+
+def test_damaged_checksum_file_is_found_and_rewritten(tiny_stage, tmp_path):
+    stage = _copy_stage(tiny_stage, tmp_path)
+    man = load_manifest(stage)
+    sums_file = stage / man["checksums"]["file"]
+    arr = np.load(sums_file)
+    arr[5] ^= np.uint64(1)
+    np.save(sums_file, arr)  # the shards are intact, their recorded checksums are not
+    res = _cli("verify", str(stage))
+    assert res.returncode == 1 and "frame checksums damaged" in res.stdout
+    res = _cli("verify", "--repair", str(stage))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "repaired 0 video(s), checksum file rewritten" in res.stdout
+    assert manifest_digests(stage) == manifest_digests(tiny_stage[1])
+    assert len(list(stage.glob("checksums-*.npy"))) == 1
+    ds = ShardClipDataset(stage, None, sampler=UniformClips(4, 1, 3), train=False)
+    assert all(ds[k]["rgb"].shape[0] == 3 for k in range(len(ds)))

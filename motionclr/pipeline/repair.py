@@ -55,8 +55,9 @@ def _source(stage_dir: Path, v: dict, cfg: Config) -> Path:
 
 
 def repair_stage(stage_dir: str | Path, overrides: list[str] | None = None,
-                 progress: bool = True) -> list[str]:
-    """Recompute the damaged videos of ``stage_dir``; returns their ids (empty: healthy)."""
+                 progress: bool = True) -> dict:
+    """Recompute the damaged videos of ``stage_dir``. Returns ``{"videos": ids recomputed,
+    "checksums": whether the checksum file was rewritten}`` (both empty/False: healthy)."""
     from motionclr.datasets.sources import VideoEntry
     from motionclr.pipeline.flow_stage import process_video
     from motionclr.pipeline.verify import _checksum_file, verify_stage
@@ -71,7 +72,7 @@ def repair_stage(stage_dir: str | Path, overrides: list[str] | None = None,
         if p.name not in named:  # left by an interrupted repair
             p.unlink()
     if not damaged and ok_sums:
-        return []
+        return {"videos": [], "checksums": False}
     damaged = list(dict.fromkeys(damaged))
     cfg = stage_config(stage_dir, overrides)
     records = {v["video_id"]: v for v in man["videos"]}
@@ -133,4 +134,4 @@ def repair_stage(stage_dir: str | Path, overrides: list[str] | None = None,
             p.unlink()
     if not any(parts_dir.iterdir()):
         parts_dir.rmdir()
-    return damaged
+    return {"videos": damaged, "checksums": True}
