@@ -105,8 +105,7 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
     # Several processes may share this directory (job arrays, Ray/Dask): claim first, then
     # look again — another worker may have finished and released it in between.
     skipped = {"video_id": entry.video_id, "status": "skipped", "frames": 0, "seconds": 0.0}
-    if shards.part_status(parts_dir, entry.video_id) or not claim(parts_dir,
-                                                                          entry.video_id):
+    if shards.part_status(parts_dir, entry.video_id) or not claim(parts_dir, entry.video_id):
         return skipped
     if shards.part_status(parts_dir, entry.video_id):
         release(parts_dir, entry.video_id)

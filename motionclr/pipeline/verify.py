@@ -10,9 +10,8 @@ problems (empty = healthy). ``motionclr verify --repair`` recomputes the damaged
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import hashlib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -91,6 +90,9 @@ def verify_stage(stage_dir: str | Path, checksums: bool = True,
                     if content_digest(rgb, flow) != v["content_blake2b"] or not frames_ok:
                         problems.append(f"{vid}: checksum mismatch")
                         damaged.append(vid)
+    problems += [f"{p.name}: checksum file not in the manifest"
+                 for p in sorted(stage_dir.glob("checksums-*.npy"))
+                 if p.name != (man.get("checksums") or {}).get("file")]
     named = set(by_shard)
     problems += [f"{p.name}: shard not in the manifest" for p in sorted(stage_dir.glob("shard-*.h5"))
                  if p.name not in named]
