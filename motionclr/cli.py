@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from motionclr.errors import UserError
 
@@ -46,7 +47,7 @@ def cmd_index(args):
 
 
 def cmd_pretrain(args):
-    from motionclr.train.loop import pretrain
+    from motionclr.pretrain import pretrain
     print(pretrain(_config(args)))
 
 
@@ -74,6 +75,15 @@ def cmd_eval(args):
 def cmd_verify(args):
     from motionclr.pipeline.verify import verify_cache
     from motionclr.pipeline.verify import stage_failures
+    if args.repair:
+        from motionclr.pipeline.repair import repair_stage
+        for stage in verify_cache(args.cache, checksums=False):
+            if (Path(stage) / "manifest.json").is_file():
+                fixed = repair_stage(stage, args.overrides)
+                print(f"{stage}: repaired {len(fixed['videos'])} video(s), checksum file "
+                      "rewritten" if fixed["checksums"] else f"{stage}: nothing to repair")
+    elif args.overrides:
+        raise ValueError("overrides are for --repair (e.g. flow.device=cuda)")
     report = verify_cache(args.cache, checksums=not args.quick)
     bad = 0
     for stage, problems in report.items():
@@ -115,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="check shards against their manifest")
     s.add_argument("cache", help="a flow stage directory or a cache root")
     s.add_argument("--quick", action="store_true", help="skip the checksums")
+    s.add_argument("--repair", action="store_true",
+                   help="recompute the damaged videos from their sources, then verify")
+    s.add_argument("overrides", nargs="*", help="with --repair, e.g. flow.device=cuda")
     s.set_defaults(fn=cmd_verify)
     s = sub.add_parser("eval", help="evaluate a run")
     s.add_argument("protocol", choices=list(EVAL_PROTOCOLS))
@@ -160,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         args.fn(args)
     except (KeyError, ValueError, FileNotFoundError, UserError) as e:
         # Config, input and storage errors: one clear line, not a traceback.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if "Original Traceback" in msg:  # raised in a DataLoader worker: its own message
+            msg = msg.rstrip().splitlines()[-1].split(": ", 1)[-1]
         print(f"motionclr {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return 0

@@ -19,7 +19,8 @@ def run_demo(configs: list[str] | None = None, overrides: list[str] | None = Non
     from motionclr.datasets.synthetic import generator
     from motionclr.eval.retrieval import format_table, run_retrieval
     from motionclr.pipeline.flow_stage import run_flow_stage
-    from motionclr.train.loop import pretrain, run_dir_of
+    from motionclr.pretrain import pretrain
+    from motionclr.train.loop import run_dir_of
 
     cfg = load_config(configs or DEMO_CONFIGS, overrides)
     timings: dict[str, float] = {}

@@ -7,7 +7,7 @@ import pytest
 
 from motionclr.bench import io as bio
 from motionclr.bench import write_section
-from motionclr.datasets.frame_reader import FrameReader
+from motionclr.storage.frame_reader import FrameReader
 
 
 def test_frame_reader_matches_h5py(tmp_path):

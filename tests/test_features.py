@@ -27,7 +27,7 @@ def model(tiny_stage):
 @pytest.fixture(scope="module")
 def subset_videos(tiny_stage):
     from motionclr.datasets.shard_dataset import select_videos
-    from motionclr.pipeline.shards import load_manifest
+    from motionclr.storage.shards import load_manifest
     cfg, stage = tiny_stage
     return select_videos(load_manifest(stage), "test", cfg.data.split)
 

@@ -10,7 +10,7 @@ from motionclr.config import load_config
 from motionclr.datasets.synthetic import encode_video
 from motionclr.pipeline import flow_batch
 from motionclr.pipeline.flow_stage import run_flow_stage
-from motionclr.pipeline.shards import read_video
+from motionclr.storage.shards import read_video
 from tests.conftest import manifest_digests, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

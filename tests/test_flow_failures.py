@@ -15,7 +15,7 @@ from motionclr.datasets.sources import list_videos
 from motionclr.datasets.synthetic import generate
 from motionclr.errors import EnvironmentFailure, StorageError
 from motionclr.flow import FLOW_METHODS
-from motionclr.pipeline import shards
+from motionclr.storage import shards
 from motionclr.pipeline.cache import pid_alive
 from motionclr.pipeline.flow_stage import PACK_LOCK, process_video, run_flow_stage, stage_dir
 from motionclr.pipeline.verify import verify_stage

@@ -10,7 +10,8 @@ import pytest
 
 from motionclr.config import load_config
 from motionclr.datasets.synthetic import generate
-from motionclr.pipeline import shards
+from motionclr.pipeline import claims
+from motionclr.storage import shards
 from motionclr.pipeline.flow_stage import run_flow_stage
 from motionclr.pipeline.verify import verify_cache, verify_stage
 from tests.conftest import manifest_digests, tiny_overrides
@@ -60,17 +61,17 @@ def test_dead_workers_claim_is_taken_over(root, tmp_path):
     import socket
     claim = out / "parts" / f"{shards.video_key(entries[0].video_id)}.claim"
     claim.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "time": 0}))
-    assert shards.claim(out / "parts", entries[0].video_id)  # stale: taken over
-    shards.release(out / "parts", entries[0].video_id)
+    assert claims.claim(out / "parts", entries[0].video_id)  # stale: taken over
+    claims.release(out / "parts", entries[0].video_id)
     claim.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead), "time": 0}))
     run_flow_stage(cfg, False)
     assert len(manifest_digests(out)) == 2 and not claim.exists()
     # A live claim (this process, another "worker") is respected.
-    assert shards.claim(out / "parts", "x") and shards.claim(out / "parts", "x")
+    assert claims.claim(out / "parts", "x") and claims.claim(out / "parts", "x")
     live = out / "parts" / f"{shards.video_key('y')}.claim"
     live.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid(),
                                 "time": 1e18}))
-    assert not shards.claim(out / "parts", "y")
+    assert not claims.claim(out / "parts", "y")
 
 
 def test_verify_finds_corruption_missing_and_leftovers(root, tmp_path):

@@ -14,7 +14,7 @@ from motionclr.config import load_config
 from motionclr.datasets.synthetic import encode_video, generate
 from motionclr.flow import compute_flow, dequantize
 from motionclr.pipeline.flow_stage import run_flow_stage
-from motionclr.pipeline.shards import read_video
+from motionclr.storage.shards import read_video
 from tests.conftest import tiny_overrides
 
 
@@ -142,7 +142,7 @@ def test_shards_are_phase_major(tiny_stage):
     """Frames of each stride-2 phase lie back to back in the shard file, so a stride-2 clip
     is one byte range per modality and a stride-1 clip two; the manifest records the chunk
     offsets as runs, and the reader returns the time-ordered frames either way."""
-    from motionclr.datasets.frame_reader import FrameReader
+    from motionclr.storage.frame_reader import FrameReader
     from motionclr.datasets.shard_dataset import ShardClipDataset
     cfg, stage = tiny_stage
     assert cfg.pipeline.time_phases == 2

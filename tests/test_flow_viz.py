@@ -67,7 +67,7 @@ def test_main_renders_a_cached_video(tmp_path, monkeypatch, suffix):
     rgb = S.load_clip("bikes", size=(48, 64), start=20, n_frames=5)
     flow = np.zeros((4, 48, 64, 2), np.float32)
     flow[..., 0] = 3.0                                # everything moves right: red
-    shards = types.ModuleType("motionclr.pipeline.shards")
+    shards = types.ModuleType("motionclr.storage.shards")
     calls = []
 
     def read_video(cache_dir, video_id):
@@ -75,7 +75,7 @@ def test_main_renders_a_cached_video(tmp_path, monkeypatch, suffix):
         return rgb, quantize(flow, 20.0), {"bound": 20.0}
 
     shards.read_video = read_video
-    monkeypatch.setitem(sys.modules, "motionclr.pipeline.shards", shards)
+    monkeypatch.setitem(sys.modules, "motionclr.storage.shards", shards)
     out = tmp_path / f"viz{suffix}"
     assert main(["--cache", str(tmp_path), "--video", "v_001", "--out", str(out)]) == 0
     assert calls == [(str(tmp_path), "v_001")]

@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from motionclr.datasets.samplers import RandomClip, UniformClips
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
-from motionclr.pipeline.shards import read_video
+from motionclr.storage.shards import read_video
 
 
 def test_sample_is_uint8_dict_aligned_with_stored_arrays(tiny_stage):
@@ -63,7 +63,7 @@ def test_unknown_subset_is_a_clear_error(tiny_stage):
 
 def test_manifest_layout_spares_hdf5_metadata_reads(tiny_stage):
     """Chunk offsets recorded at pack time: a cold reader never asks HDF5 for metadata."""
-    from motionclr.pipeline.shards import load_manifest
+    from motionclr.storage.shards import load_manifest
     _, stage = tiny_stage
     v = load_manifest(stage)["videos"][0]
     assert set(v["layout"]) == {"rgb", "flow"}

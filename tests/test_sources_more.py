@@ -6,6 +6,7 @@ copied) next to annotation files written exactly as the official releases spell 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -365,3 +366,30 @@ def test_folder_errors(tmp_path, clips):
 def test_folder_videos_decode(tmp_path, clips):
     _fake_folder(tmp_path, clips, n=3)
     _assert_decodes(folder.list_videos(tmp_path))
+
+
+@pytest.mark.parametrize("how", ["file", "folder"])
+def test_symlink_out_of_the_root_is_refused_like_dotdot(tmp_path, clips, how):
+    """A real symlink inside the dataset root pointing outside it is refused, whether the
+    video file or its class folder is the link; a link that stays inside is fine."""
+    from motionclr.datasets.sources import list_videos
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    _fake_folder(root, clips)
+    _put(clips, outside / "secret.mp4")
+    if how == "file":
+        os.symlink(outside / "secret.mp4", root / "walk" / "secret.mp4")
+    else:
+        os.symlink(outside, root / "stolen")
+    with pytest.raises(ValueError, match="symlink .* outside the dataset root.*inside"):
+        list_videos("folder", root)
+    (root / "walk" / "secret.mp4").unlink(missing_ok=True)
+    (root / "stolen").unlink(missing_ok=True)
+    first = sorted((root / "walk" / "s0").iterdir())[0]
+    os.symlink(first, root / "walk" / f"again{first.suffix}")
+    assert any(e.video_id == "walk/again" for e in list_videos("folder", root))
+    # annotation tables too: a row naming a link that leads out
+    table = root / "annotations.csv"
+    os.symlink(outside / "secret.mp4", root / "link.mp4")
+    table.write_text("path,label,split\nlink.mp4,walk,train\n")
+    with pytest.raises(ValueError, match="outside the dataset root"):
+        folder.list_videos(root)

@@ -18,7 +18,7 @@ import cv2
 import h5py
 import numpy as np
 
-BUILD_VERSION = 5  # bump when the on-disk layout written below changes (5: JPEG q90 + q95)
+BUILD_VERSION = 6  # bump when the on-disk layout written below changes (6: JPEG q90 + q95, checksums)
 
 
 # ----------------------------------------------------------------------------- data set
@@ -93,7 +93,8 @@ def _write_jpeg_folder(folder: Path, rgb: np.ndarray, flow_q: np.ndarray, qualit
 def build(work: Path, p: BuildParams, log=print) -> dict:
     """Create (or reuse) sources, shards, compact files and JPEG folders under ``work``."""
     from motionclr.flow import compute_flow, quantize
-    from motionclr.pipeline import compact, shards
+    from motionclr.pipeline import compact
+    from motionclr.storage import checksums, shards
     from motionclr.pipeline.decode import decode_video
 
     stamp = json.loads(json.dumps({"build_version": BUILD_VERSION, **asdict(p)}))
@@ -144,8 +145,9 @@ def build(work: Path, p: BuildParams, log=print) -> dict:
     for f in compact_files.values():
         f.close()
     t = time.perf_counter()
+    sums = {"shards": {}, "shards-time": {}}
     where = shards.pack_shards(work / "shards", [v["video_id"] for v in videos], p.shard_mb,
-                               p.time_phases)
+                               p.time_phases, sums=sums["shards"])
     timing["shards"] += time.perf_counter() - t
     for v in videos:
         v["shard"] = where[v["video_id"]]
@@ -153,15 +155,17 @@ def build(work: Path, p: BuildParams, log=print) -> dict:
     # layout is measured against.
     (work / "shards-time").mkdir()
     os.symlink("../shards/parts", work / "shards-time" / "parts")
-    shards.pack_shards(work / "shards-time", [v["video_id"] for v in videos], p.shard_mb, 1)
+    shards.pack_shards(work / "shards-time", [v["video_id"] for v in videos], p.shard_mb, 1,
+                       sums=sums["shards-time"])
     (work / "shards-time" / "parts").unlink()
     shutil.rmtree(work / "shards" / "parts")
     for d in ("shards", "shards-time"):
         vs = [dict(v) for v in videos]
         shards.add_layouts(work / d, vs)
-        manifest = {"stage": "bench-io", "bound": p.bound, "classes": ["bench"],
-                    "videos": vs, "failed": []}
-        (work / d / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        manifest = {"format_version": shards.FORMAT_VERSION, "stage": "bench-io",
+                    "bound": p.bound, "classes": ["bench"], "videos": vs, "failed": [],
+                    "checksums": checksums.write_checksums(work / d, vs, sums[d])}
+        shards.save_manifest(work / d, manifest)
     meta = {"params": stamp, "timing": timing, "build_s": time.perf_counter() - t0,
             "videos": videos}
     meta_path.write_text(json.dumps(meta, indent=1))

@@ -56,11 +56,11 @@ def disjoint_items(items: list, per_video: int) -> list:
 class ShardWorkload:
     """Our reader: ``ShardClipDataset.__getitem__`` at the workload's (epoch, index)."""
 
-    def __init__(self, stage_dir: Path, items, clip_len, stride, seed):
+    def __init__(self, stage_dir: Path, items, clip_len, stride, seed, check: bool = True):
         from motionclr.datasets.samplers import RandomClip
         from motionclr.datasets.shard_dataset import ShardClipDataset
         self.ds = ShardClipDataset(stage_dir, subset=None, sampler=RandomClip(clip_len, stride),
-                                   seed=seed)
+                                   seed=seed, check=check)
         self.items = items
 
     def __len__(self):

@@ -155,7 +155,7 @@ def _final_terms(run: Path) -> dict[str, float]:
 def run_one(cfg, progress: bool) -> dict:
     """Pretrain from scratch (the run directory is cleared) and evaluate retrieval."""
     from motionclr.eval.retrieval import run_retrieval
-    from motionclr.train.loop import pretrain
+    from motionclr.pretrain import pretrain
     run = Path(cfg.train.run)
     if run.exists():
         shutil.rmtree(run)  # a leftover checkpoint would be resumed, not retrained

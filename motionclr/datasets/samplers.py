@@ -163,6 +163,11 @@ class MCLTriplet:
                 for s in self.starts(n_frames, rng, info)]
 
 
+def clip_motion_map(mcl_map: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The motion map of a clip: the mean of its frames' maps ``(g, g)`` (MCL averages 16)."""
+    return mcl_map[np.minimum(np.asarray(idx), len(mcl_map) - 1)].mean(axis=0)
+
+
 def segment_bounds(n_frames: int, num_segments: int) -> np.ndarray:
     """``num_segments + 1`` boundaries splitting ``[0, n_frames)`` into near-equal segments."""
     return np.linspace(0, n_frames, num_segments + 1).round().astype(np.int64)

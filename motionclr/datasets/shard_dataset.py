@@ -10,7 +10,9 @@ than the read itself); ``batch_to_device`` moves a batch and permutes it to
 Frames are read with ``FrameReader`` (``preadv`` of exactly the clip's frames; h5py only
 for metadata), handles are opened lazily in each worker (they must not cross a fork), and
 a batch fetched through ``__getitems__`` asks the kernel for every clip's bytes before
-reading any, so cold reads keep many requests in flight.
+reading any, so cold reads keep many requests in flight. Every frame read is checked
+against the checksum recorded at packing: a damaged shard raises ``DamagedShardError``
+(naming the shard and video, and ``motionclr verify --repair``), it is never trained on.
 """
 from __future__ import annotations
 
@@ -22,9 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from motionclr.datasets.frame_reader import FrameReader
-from motionclr.datasets.samplers import RandomClip
-from motionclr.pipeline.shards import load_manifest
+from motionclr.datasets.samplers import RandomClip, clip_motion_map
+from motionclr.storage import FrameReader, FrameSums, load_manifest
 
 CHANNEL_LAST = ("rgb", "flow")
 
@@ -67,15 +68,19 @@ class ShardClipDataset(Dataset):
         modalities: which of "rgb", "flow" to read.
         index: optional ``video_id -> dict`` of per-video motion-index arrays for samplers.
         seed: clips of (seed, epoch, index) are deterministic, so a resumed run replays.
+        check: verify every frame read against its recorded checksum (``bench io``
+            measures the cost; off only to measure it).
     """
 
     def __init__(self, stage_dir, subset: str | None = "train", split: int = 1,
                  sampler=None, window: int | None = None, train: bool = True,
-                 modalities=("rgb", "flow"), index: dict | None = None, seed: int = 0):
+                 modalities=("rgb", "flow"), index: dict | None = None, seed: int = 0,
+                 check: bool = True):
         self.stage_dir = Path(stage_dir)
         manifest = load_manifest(self.stage_dir)
         self.videos = select_videos(manifest, subset, split)
         self._known = self._layouts(manifest)
+        self._sums = FrameSums(self.stage_dir, manifest) if check else None
         self.classes = manifest["classes"]
         self.bound = float(manifest["bound"])
         self.sampler = sampler or RandomClip()
@@ -114,7 +119,8 @@ class ShardClipDataset(Dataset):
             self._files, self._pid = {}, os.getpid()
         if name not in self._files:
             self._files[name] = (h5py.File(self.stage_dir / name, "r"),
-                                 FrameReader(self.stage_dir / name, self._known.get(name)))
+                                 FrameReader(self.stage_dir / name, self._known.get(name),
+                                             sums=self._sums))
         return self._files[name]
 
     def __getstate__(self):
@@ -155,7 +161,6 @@ class ShardClipDataset(Dataset):
                "starts": np.array([int(c[0]) for c in clips])}
         if p["info"] is not None and "mcl_map" in p["info"]:
             # Coarse motion map of each clip (MCL's tubelet crop); whole-frame coordinates.
-            from motionclr.pipeline.motion_index import clip_motion_map
             out["motion_map"] = np.stack([clip_motion_map(p["info"]["mcl_map"], c)
                                           for c in clips]).astype(np.float32)
         for m, reqs in p["reqs"].items():

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from motionclr.pipeline.decode import ffmpeg_exe
+from motionclr.tools import ffmpeg_exe
 
 VERSION = 2  # 1: an object over a background; 2: camera motion of the whole scene
 CLASSES = ["MoveRight", "MoveLeft", "MoveDown", "MoveUp",

@@ -157,7 +157,7 @@ def run_finetune(run: str | Path, overrides: list[str] | None = None, device: st
     from motionclr.eval.checkpoint import load_run
     from motionclr.eval.retrieval_protocols import eval_subsets
     from motionclr.pipeline.cache import atomic_write_text
-    from motionclr.pipeline.shards import load_manifest
+    from motionclr.storage.shards import load_manifest
     from motionclr.pipeline.stages import find_flow_stage
     from motionclr.train.backbones import build_backbone
     from motionclr.train.loop import _save_checkpoint

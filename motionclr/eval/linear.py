@@ -184,7 +184,7 @@ def run_linear(run: str | Path, overrides: list[str] | None = None, device: str 
     from motionclr.eval.features import protocol, run_features
     from motionclr.eval.retrieval_protocols import eval_subsets, resolve_knobs
     from motionclr.pipeline.cache import atomic_write_text
-    from motionclr.pipeline.shards import load_manifest
+    from motionclr.storage.shards import load_manifest
 
     run = Path(run)
     rf = run_features(run, overrides, device, progress)

@@ -159,7 +159,7 @@ def retrieval_figure(run: str | Path, overrides: list[str] | None = None, device
     """``<run>/retrieval_examples.png``: ``n_queries`` test videos (evenly spread over the
     test list, deterministic) and their top-``k`` train neighbours, middle frames."""
     from motionclr.eval.features import run_features
-    from motionclr.pipeline.shards import load_manifest, read_video
+    from motionclr.storage.shards import load_manifest, read_video
 
     run = Path(run)
     rf = run_features(run, overrides, device, progress)

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from motionclr.flow.quantize import dequantize
-    from motionclr.pipeline.shards import read_video  # lazy: only the CLI needs the cache layer
+    from motionclr.storage.shards import read_video  # lazy: only the CLI needs the cache layer
 
     rgb, qflow, attrs = read_video(args.cache, args.video)
     flow = dequantize(qflow, float(attrs["bound"]))

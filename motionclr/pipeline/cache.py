@@ -10,8 +10,6 @@ from pathlib import Path
 # Atomic writes live at the bottom of the package (train/eval use them too); re-exported.
 from motionclr.atomic import atomic_write, atomic_write_text, disk_error_reason, storage  # noqa: F401
 
-FORMAT_VERSION = 2  # bump when the shard layout or quantisation changes
-
 
 def stable_hash(obj, n: int = 12) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()

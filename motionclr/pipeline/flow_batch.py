@@ -34,7 +34,8 @@ import numpy as np
 
 from motionclr.config import Config
 from motionclr.datasets.sources import VideoEntry
-from motionclr.pipeline import shards
+from motionclr.pipeline.claims import claim, release
+from motionclr.storage import shards
 from motionclr.pipeline.cache import file_digest
 from motionclr.pipeline.decode import DecodeError, decode_video
 
@@ -154,11 +155,11 @@ class _Runner:
         from motionclr.pipeline.flow_stage import _event, _storage
         t0 = time.perf_counter()
         pd = self.parts_dir
-        if shards.part_status(pd, entry.video_id) or not shards.claim(pd, entry.video_id):
+        if shards.part_status(pd, entry.video_id) or not claim(pd, entry.video_id):
             return self._result({"video_id": entry.video_id, "status": "skipped", "frames": 0,
                                  "seconds": 0.0})
         if shards.part_status(pd, entry.video_id):
-            shards.release(pd, entry.video_id)
+            release(pd, entry.video_id)
             return self._result({"video_id": entry.video_id, "status": "skipped",
                                  "frames": 0, "seconds": 0.0})
         try:
@@ -178,7 +179,7 @@ class _Runner:
                     shards.write_failure(pd, entry.video_id, str(entry.path), reason)
                     _event(pd, entry.video_id, "failed", time.perf_counter() - t0, reason)
             finally:
-                shards.release(pd, entry.video_id)
+                release(pd, entry.video_id)
             return self._result({"video_id": entry.video_id, "status": "failed",
                                  "reason": reason, "frames": 0,
                                  "seconds": time.perf_counter() - t0})
@@ -189,7 +190,7 @@ class _Runner:
                 return
             except queue.Full:
                 if self.stop.is_set():
-                    shards.release(pd, entry.video_id)
+                    release(pd, entry.video_id)
                     return
 
     def _result(self, r: dict) -> None:
@@ -212,7 +213,7 @@ class _Runner:
                                   compression=self.cfg.pipeline.compression)
                 _event(pd, v.entry.video_id, "done", time.perf_counter() - v.t0)
         finally:
-            shards.release(pd, v.entry.video_id)
+            release(pd, v.entry.video_id)
         self._result({"video_id": v.entry.video_id, "status": "done",
                       "frames": v.info["n_frames"], "seconds": time.perf_counter() - v.t0})
 
@@ -298,9 +299,9 @@ class _Runner:
                     f.cancel()
                 for vids in pending.values():
                     for v in vids:
-                        shards.release(self.parts_dir, v.entry.video_id)
+                        release(self.parts_dir, v.entry.video_id)
                 while not self.decoded.empty():
-                    shards.release(self.parts_dir, self.decoded.get_nowait().entry.video_id)
+                    release(self.parts_dir, self.decoded.get_nowait().entry.video_id)
                 raise
         return self.results
 

@@ -24,12 +24,16 @@ import numpy as np
 from motionclr.config import Config
 from motionclr.errors import StorageError, UserError
 from motionclr.datasets.sources import SOURCES, VideoEntry, list_videos
-from motionclr.pipeline import flow_batch, shards
-from motionclr.pipeline.cache import (FORMAT_VERSION, atomic_write_text, file_digest,
-                                      remove_stale_tmp, stable_hash, storage)
+from motionclr.pipeline import flow_batch
+from motionclr.pipeline.cache import (atomic_write_text, file_digest, remove_stale_tmp,
+                                      stable_hash, storage)
+from motionclr.pipeline.claims import claim, release
 from motionclr.pipeline.decode import (DECODER_VERSION, DecodeError, decode_video,
                                        ffmpeg_version, validate_decode_params)
 from motionclr.pipeline.failures import environment_failure, is_environment_error, top_reasons
+from motionclr.storage import shards
+from motionclr.storage.checksums import FrameSums, write_checksums
+from motionclr.storage.shards import FORMAT_VERSION
 
 TORCH_METHODS = ("tvl1_torch", "raft_small", "raft_large")
 PACK_LOCK = "__pack__"
@@ -128,14 +132,13 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
     # look again — another worker may have finished and released it in between.
     skipped = {"video_id": entry.video_id, "status": "skipped", "frames": 0, "seconds": 0.0}
     with _storage(parts_dir):  # a claim is a write: a read-only disk stops the run here
-        if shards.part_status(parts_dir, entry.video_id) or not shards.claim(parts_dir,
-                                                                              entry.video_id):
+        if shards.part_status(parts_dir, entry.video_id) or not claim(parts_dir, entry.video_id):
             return skipped
     # Packed meanwhile: the packer writes the manifest before it deletes the parts, so a part
     # missing now with a manifest present was packed, not lost.
     if shards.part_status(parts_dir, entry.video_id) or \
             (parts_dir.parent / "manifest.json").is_file():
-        shards.release(parts_dir, entry.video_id)
+        release(parts_dir, entry.video_id)
         return skipped
     try:
         if not entry.path.is_file():
@@ -163,19 +166,19 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
                  "decode_errors": info["decode_errors"],
                  "frames_dropped": info["frames_dropped"]}
     except KeyboardInterrupt:
-        shards.release(parts_dir, entry.video_id)
+        release(parts_dir, entry.video_id)
         raise
     except Exception as e:  # noqa: BLE001 - a video's failure is recorded, run goes on
         if is_environment_error(e):
             # The machine's fault (driver, OOM, import, checkpoint, permission, disk): it
             # would fail every video alike. Stop, and record nothing against the video.
-            shards.release(parts_dir, entry.video_id)
+            release(parts_dir, entry.video_id)
             raise environment_failure(e, entry.video_id) from e
         reason = f"{type(e).__name__}: {e}" if not isinstance(e, DecodeError) else str(e)
         with _storage(parts_dir):
             shards.write_failure(parts_dir, entry.video_id, str(entry.path), reason)
             _event(parts_dir, entry.video_id, "failed", time.perf_counter() - t0, reason)
-        shards.release(parts_dir, entry.video_id)
+        release(parts_dir, entry.video_id)
         return {"video_id": entry.video_id, "status": "failed", "reason": reason, "frames": 0,
                 "seconds": time.perf_counter() - t0}
     try:
@@ -187,7 +190,7 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
         return {"video_id": entry.video_id, "status": "done", "frames": info["n_frames"],
                 "seconds": time.perf_counter() - t0}
     finally:
-        shards.release(parts_dir, entry.video_id)
+        release(parts_dir, entry.video_id)
 
 
 def parse_shard(spec: str) -> tuple[int, int] | None:
@@ -331,7 +334,7 @@ def run_flow_stage(cfg: Config, progress: bool = True, retry_failed: bool = Fals
     # One packer: processes finishing together must not both pack and delete parts. Wait
     # for a live packer; a dead (or zombie) one's lock is taken over by claim().
     waited = False
-    while not shards.claim(parts_dir, PACK_LOCK):
+    while not claim(parts_dir, PACK_LOCK):
         if (out / "manifest.json").is_file():
             return out
         if progress and not waited:
@@ -344,7 +347,7 @@ def run_flow_stage(cfg: Config, progress: bool = True, retry_failed: bool = Fals
                 "seconds": wall, "computed": len(computed),
                 "frames": sum(r["frames"] for r in computed)})
     finally:
-        shards.release(parts_dir, PACK_LOCK)
+        release(parts_dir, PACK_LOCK)
     return out
 
 
@@ -380,9 +383,11 @@ def _retry_finished(cfg: Config, out: Path, entries: list[VideoEntry], progress:
         done = [e for e in retry if shards.part_status(parts_dir, e.video_id) == "done"]
         failed = [shards.read_failure(parts_dir, e.video_id) for e in retry
                   if shards.part_status(parts_dir, e.video_id) == "failed"]
+        new_sums: dict = {}
         with _storage(out):
             where = shards.pack_shards(staging, [e.video_id for e in done],
-                                       cfg.pipeline.shard_mb, cfg.pipeline.time_phases)
+                                       cfg.pipeline.shard_mb, cfg.pipeline.time_phases,
+                                       sums=new_sums)
             taken = {v["shard"] for v in man["videos"]}
             n = sum(1 for _ in out.glob("retry-*.h5"))
             renamed = {}
@@ -393,10 +398,19 @@ def _retry_finished(cfg: Config, out: Path, entries: list[VideoEntry], progress:
                 os.replace(staging / name, out / renamed[name])
                 n += 1
             where = {vid: renamed[name] for vid, name in where.items()}
+            # One checksum file covers every video: the packed ones' sums carry over.
+            old = FrameSums(out, man)
+            sums = {v["video_id"]: {m: old.get((v["video_id"], m))[()] for m in ("rgb", "flow")}
+                    for v in man["videos"]}
+            sums.update(new_sums)
+            old_file = man["checksums"]["file"]
             man["videos"] += _video_records(cfg, out, done, where)
             man["failed"] = failed
             man["timing"]["retried"] = len([r for r in results if r["status"] != "skipped"])
-            atomic_write_text(out / "manifest.json", json.dumps(man, indent=1, default=str))
+            man["checksums"] = write_checksums(out, man["videos"], sums)
+            shards.save_manifest(out, man)
+            if old_file != man["checksums"]["file"]:
+                (out / old_file).unlink(missing_ok=True)
     finally:
         import shutil
         shutil.rmtree(staging, ignore_errors=True)
@@ -465,8 +479,9 @@ def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: di
     done = [e for e in entries if shards.part_status(parts_dir, e.video_id) == "done"]
     failed = [shards.read_failure(parts_dir, e.video_id) for e in entries
               if shards.part_status(parts_dir, e.video_id) == "failed"]
+    sums: dict = {}
     where = shards.pack_shards(out, [e.video_id for e in done], cfg.pipeline.shard_mb,
-                               cfg.pipeline.time_phases)
+                               cfg.pipeline.time_phases, sums=sums)
     videos = _video_records(cfg, out, done, where)
     # Unlabelled test videos carry -1, and a class may have no video: index by label.
     names = {e.label: e.label_name for e in entries if e.label >= 0}
@@ -474,8 +489,9 @@ def write_manifest(cfg: Config, out: Path, entries: list[VideoEntry], timing: di
     manifest = {"format_version": FORMAT_VERSION, "stage": "flow", "dataset": cfg.data.dataset,
                 "bound": cfg.flow.bound, "params": stage_params(cfg),
                 "classes": classes, "videos": videos, "failed": failed,
-                "timing": timing, "convention": shards.CONVENTION}
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, default=str))
+                "timing": timing, "convention": shards.CONVENTION,
+                "checksums": write_checksums(out, videos, sums)}
+    shards.save_manifest(out, manifest)
     # The parts are now inside shards; the manifest marks completion, so drop them.
     for e in entries:
         for p in parts_dir.glob(f"{shards.video_key(e.video_id)}.*"):

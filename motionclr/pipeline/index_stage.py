@@ -15,7 +15,8 @@ import numpy as np
 
 from motionclr.pipeline.cache import atomic_write, remove_stale_tmp, stable_hash
 from motionclr.pipeline.motion_index import IndexParams, compute_index, index_key
-from motionclr.pipeline.shards import load_manifest
+from motionclr.storage import FrameSums, load_manifest
+from motionclr.storage.shards import read_frames
 
 
 def index_params(cfg) -> IndexParams:
@@ -34,12 +35,13 @@ def index_path(stage_dir: Path, params: IndexParams) -> Path:
     return Path(stage_dir) / f"index-{stable_hash(index_key(params))}.h5"
 
 
-def _index_shard(stage_dir: Path, shard: str, video_ids: list[str], bound: float,
-                 params: IndexParams) -> dict:
+def _index_shard(stage_dir: Path, shard: str, videos: list[dict], bound: float,
+                 params: IndexParams, sums: FrameSums) -> dict:
     out = {}
     with h5py.File(stage_dir / shard, "r") as f:
-        for vid in video_ids:
-            out[vid] = compute_index(f["videos"][vid]["flow"][()], bound, params)
+        for v in videos:  # flow checked against its checksums: no index of damaged data
+            out[v["video_id"]] = compute_index(read_frames(stage_dir, v, "flow", f, sums),
+                                               bound, params)
     return out
 
 
@@ -54,12 +56,13 @@ def run_index_stage(cfg, stage_dir: Path, progress: bool = True) -> Path:
         return path
     remove_stale_tmp(Path(stage_dir))
     man = load_manifest(stage_dir)
-    by_shard: dict[str, list[str]] = {}
+    by_shard: dict[str, list[dict]] = {}
     for v in man["videos"]:
-        by_shard.setdefault(v["shard"], []).append(v["video_id"])
+        by_shard.setdefault(v["shard"], []).append(v)
+    sums = FrameSums(stage_dir, man)
     results = Parallel(n_jobs=max(1, min(cfg.pipeline.workers, len(by_shard))))(
-        delayed(_index_shard)(Path(stage_dir), s, ids, float(man["bound"]), params)
-        for s, ids in sorted(by_shard.items()))
+        delayed(_index_shard)(Path(stage_dir), s, vs, float(man["bound"]), params, sums)
+        for s, vs in sorted(by_shard.items()))
 
     def write(fileobj):
         with h5py.File(fileobj, "w") as f:

@@ -33,7 +33,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from motionclr.datasets.samplers import max_start, segment_bounds
+from motionclr.datasets.samplers import clip_motion_map, max_start, segment_bounds  # noqa: F401
 
 INDEX_VERSION = 2  # 2: MDS last-frame score 0, as MSCL's script
 
@@ -282,11 +282,6 @@ def mcl_maps_and_scores(flow: np.ndarray, n_frames: int, p: IndexParams):
                        _window_sums(cy, N, starts, p.mcl_span)) * interior
         scores += 0.5 * mag.mean(axis=(1, 2)).astype(np.float32)
     return maps, scores
-
-
-def clip_motion_map(mcl_map: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The motion map of a clip: the mean of its frames' maps ``(g, g)`` (MCL averages 16)."""
-    return mcl_map[np.minimum(np.asarray(idx), len(mcl_map) - 1)].mean(axis=0)
 
 
 # ----------------------------------------------------------------------------- entry point

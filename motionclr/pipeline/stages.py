@@ -43,10 +43,14 @@ def find_flow_stage(cfg: Config) -> Path:
         raise FileNotFoundError(
             f"the flow stage for this config is not finished: {exact} has no manifest.json; "
             f"run `make flow DATASET={cfg.data.dataset}` (or `motionclr flow`) first")
+    from motionclr.storage import FORMAT_VERSION
     want = stage_params(cfg)
     base = Path(cfg.data.cache) / cfg.data.dataset
-    matches = []
+    matches, stale = [], []
     for man in sorted(base.glob("flow-*/manifest.json")):
+        if json.loads(man.read_text()).get("format_version") != FORMAT_VERSION:
+            stale.append(man.parent)  # an older storage format: never picked silently
+            continue
         stage = json.loads((man.parent / "stage.json").read_text()) if (
             man.parent / "stage.json").is_file() else {}
         if all(json.dumps(stage.get(k), sort_keys=True, default=str) ==
@@ -58,6 +62,10 @@ def find_flow_stage(cfg: Config) -> Path:
     if len(matches) > 1:
         raise FileNotFoundError(f"several finished flow stages match this config and the "
                                 f"dataset root is not there to tell them apart: {matches}")
+    if stale:
+        raise FileNotFoundError(
+            f"only flow stages of an older storage format under {base} ({stale}); run `make "
+            f"flow DATASET={cfg.data.dataset}` (or `motionclr flow`) again to write a new one")
     raise FileNotFoundError(
         f"no finished flow stage for this config under {base}; run `make flow "
         f"DATASET={cfg.data.dataset}` (or `motionclr flow`) with the same decode/flow settings")

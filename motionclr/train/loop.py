@@ -1,4 +1,8 @@
-"""Pretraining: one explicit ``train_one_epoch`` and the ``pretrain`` driver around it.
+"""Pretraining: one explicit ``train_one_epoch`` and the ``train`` driver around it.
+
+``train`` gets its data from the caller (the flow stage, a loader of the motion index, an
+optional per-epoch monitor): ``motionclr.pretrain`` finds those in the pipeline and eval,
+so that training imports neither (``tests/test_layering.py``).
 
 Features: per-iteration LR (warm-up + cosine) and key-encoder momentum schedules, SGD or
 Adam, gradient clipping, AMP on CUDA, a non-finite-loss guard, a checkpoint every epoch
@@ -15,12 +19,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from motionclr.atomic import atomic_write
-from motionclr.config import Config, config_from_dict, save_config
+from motionclr.config import Config, save_config
 from motionclr.datasets.distributed import TrainShardSampler
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
-from motionclr.pipeline.index_stage import load_index, run_index_stage
-from motionclr.pipeline.stages import find_flow_stage
-from motionclr.train.methods import build_method, validate_method
+from motionclr.train.methods import build_method
 from motionclr.train.optim import build_optimizer, optimizer_step
 from motionclr.train.schedules import cosine_schedule
 from motionclr.utils import dist_info, seed_everything
@@ -85,24 +87,6 @@ def _append_log(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def knn_monitor(model, stage, cfg: Config, device, epoch: int, path: Path) -> float:
-    """Cheap progress signal: kNN top-1 of query videos against the gallery's features
-    (one centre clip per video), appended to ``knn.csv``. Never used to pick a model."""
-    from motionclr.eval.features import extract
-    from motionclr.eval.knn import knn_accuracy
-    cheap = config_from_dict(cfg.to_dict())
-    cheap.eval.num_clips, cheap.eval.dense, cheap.eval.crops = 1, False, 1
-    feats = {s: extract(model, stage, s, cheap, device, progress=False)
-             for s in (cfg.eval.gallery, cfg.eval.query)}
-    g, q = feats[cfg.eval.gallery], feats[cfg.eval.query]
-    acc = knn_accuracy(g["feats"], g["labels"], q["feats"], q["labels"])
-    new = not path.is_file()
-    with open(path, "a") as f:
-        f.write(("epoch,knn_top1\n" if new else "") + f"{epoch},{acc:.4f}\n")
-    model.train()
-    return acc
-
-
 def _truncate_log(path: Path, start_epoch: int) -> None:
     """Drop rows of epochs that the checkpoint does not cover (a kill between log and save)."""
     if not path.is_file():
@@ -119,9 +103,13 @@ def run_dir_of(cfg: Config) -> Path:
     return Path(cfg.train.run or f"runs/{cfg.data.dataset}-{cfg.method.name}")
 
 
-def pretrain(cfg: Config, progress: bool = True) -> Path:
-    """Train ``cfg.method`` on the cached flow stage; resumes from ``<run>/checkpoint.pt``."""
-    validate_method(cfg)  # method params typed and checked before any data is read or written
+def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
+          monitor=None) -> Path:
+    """Train ``cfg.method`` on the flow stage ``stage``; resumes from ``<run>/checkpoint.pt``.
+
+    ``load_index()`` returns the motion index (called when the method needs one);
+    ``monitor(model, stage, cfg, device, epoch, path)`` runs every ``train.knn_every``
+    epochs on rank 0 (``motionclr.pretrain.knn_monitor``)."""
     rank, world, local_rank = dist_info()
     device = torch.device(cfg.train.device if cfg.train.device != "cuda" or world == 1
                           else f"cuda:{local_rank}")
@@ -136,11 +124,11 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
     model = build_method(cfg).to(device)
     if world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    stage = find_flow_stage(cfg)
     index = None
     if getattr(model, "needs_index", False):
-        # Cheap next to flow, and cached beside the shards: computed on first use.
-        index = load_index(run_index_stage(cfg, stage, progress=progress and rank == 0))
+        if load_index is None:
+            raise ValueError(f"method {cfg.method.name} needs the motion index: pass load_index")
+        index = load_index()
     ds = ShardClipDataset(stage, "train", cfg.data.split, sampler=model.sampler(),
                           train=True, modalities=model.modalities, index=index, seed=cfg.train.seed)
     per_rank_batch = cfg.train.batch_size // world
@@ -208,8 +196,9 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
                 msg = " ".join(f"{k}={v:.4f}" for k, v in means.items())
                 print(f"epoch {epoch + 1}/{cfg.train.epochs} {msg} "
                       f"({time.perf_counter() - t0:.1f}s)", flush=True)
-        if rank == 0 and cfg.train.knn_every > 0 and (epoch + 1) % cfg.train.knn_every == 0:
-            knn_monitor(model, stage, cfg, device, epoch, run / "knn.csv")
+        if rank == 0 and monitor is not None and cfg.train.knn_every > 0 and \
+                (epoch + 1) % cfg.train.knn_every == 0:
+            monitor(model, stage, cfg, device, epoch, run / "knn.csv")
         if not math.isfinite(means.get("loss", 0.0)):
             raise FloatingPointError("non-finite mean loss")
     if tb is not None:

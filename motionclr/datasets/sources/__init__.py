@@ -6,8 +6,10 @@ layout, so they are read by the UCF101 source: the demo runs the real code path.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from motionclr.datasets.sources import folder, hmdb51, kinetics, ssv2, ucf101
-from motionclr.datasets.sources.base import VideoEntry
+from motionclr.datasets.sources.base import VideoEntry, refuse_escapes
 
 SOURCES = {
     "ucf101": ucf101.list_videos,
@@ -22,15 +24,19 @@ SOURCES = {
 
 def list_videos(dataset: str, root, split: int = 1, **options) -> list[VideoEntry]:
     """``options`` are the source's own keyword arguments (``data.options`` in configs),
-    e.g. ``test_fraction`` for ``folder``."""
+    e.g. ``test_fraction`` for ``folder``. A listed video reached through a symlink that
+    leads out of ``root`` is refused, like a ``../`` path."""
     if dataset not in SOURCES:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {sorted(SOURCES)}")
     try:
-        return SOURCES[dataset](root, split, **options)
+        entries = SOURCES[dataset](root, split, **options)
     except TypeError as e:
         if "unexpected keyword" in str(e):
             raise ValueError(f"data.options for {dataset}: {e}") from None
         raise
+    base = Path(root)
+    refuse_escapes(base.parent if base.is_file() else base, [e.path for e in entries])
+    return entries
 
 
 __all__ = ["SOURCES", "VideoEntry", "list_videos"]

@@ -4,6 +4,7 @@ A source only lists; decoding, flow, packing and reading are shared by every dat
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,30 @@ class VideoEntry:
 
 
 def resolve_inside(root: Path, rel: str) -> Path:
-    """Join an annotation-file path onto ``root``, refusing absolute paths and ``..`` escapes."""
+    """Join an annotation-file path onto ``root``, refusing absolute paths and ``..`` escapes
+    (and symlinks that lead out of ``root``, ``refuse_escapes``)."""
     if Path(rel).is_absolute() or ".." in Path(rel).parts:
         raise ValueError(f"annotation path {rel!r} must be relative and stay inside {root}")
+    refuse_escapes(root, [root / rel])
     return root / rel
+
+
+def refuse_escapes(root, paths) -> None:
+    """Refuse any path whose real location (symlinks followed, in the file or any folder
+    above it) lies outside ``root``: a link out of the dataset is treated like ``../``."""
+    real_root = os.path.realpath(root)
+    parents: dict[str, str] = {}
+    for p in paths:
+        p = str(p)
+        if not os.path.lexists(p):
+            continue
+        d, name = os.path.split(p)
+        if d not in parents:  # folders are few: resolve each once
+            parents[d] = os.path.realpath(d)
+        real = os.path.realpath(p) if os.path.islink(p) else os.path.join(parents[d], name)
+        if os.path.commonpath([real_root, real]) != real_root:
+            raise ValueError(f"{p} is a symlink to {real}, outside the dataset root: paths "
+                             f"must stay inside {root}")
 
 
 def check_missing(entries: list[VideoEntry], dataset: str, where, expected: str = "") -> None:

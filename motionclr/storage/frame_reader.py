@@ -14,6 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from motionclr.storage.checksums import check_frames
+
 try:
     _IOV_MAX = os.sysconf("SC_IOV_MAX")
 except (AttributeError, ValueError, OSError):
@@ -28,26 +30,39 @@ class FrameReader:
     chunk of c frames is the byte range ``chunk_offset[t // c] + (t % c) * frame_bytes``.
     Frames adjacent in the *file* become one ``preadv`` that scatters them into their slots
     of the output, whatever their order in the clip: in a phase-major shard
-    (``motionclr.pipeline.shards``) a stride-2 clip is one read, a stride-1 clip two. Only
+    (``motionclr.storage.shards``) a stride-2 clip is one read, a stride-1 clip two. Only
     the clip's own frames are read, with one copy (page cache -> output) and no HDF5
     hyperslab machinery, chunk cache or gather copy. Compressed datasets fall back to a
     contiguous h5py range read. The file descriptor is opened lazily per process.
+    With ``sums``, every frame read is checked against the checksum recorded when it was
+    packed (``motionclr.storage.checksums``): damaged bytes raise ``DamagedShardError``.
     ``ShardClipDataset`` reads every clip through it (measured in docs/benchmarks.md).
     """
 
-    def __init__(self, path: Path, known: dict | None = None, merge_gap: int = 0):
+    def __init__(self, path: Path, known: dict | None = None, merge_gap: int = 0,
+                 sums=None):
         """``known``: key -> (frames per chunk, chunk offsets, frame shape, dtype) recorded
         at pack time (the manifest), so cold reads need no HDF5 metadata reads at all.
-        ``merge_gap``: read-ahead hints bridge gaps of up to this many bytes (``spans``)."""
+        ``merge_gap``: read-ahead hints bridge gaps of up to this many bytes (``spans``).
+        ``sums``: ``.get(key)`` -> recorded per-frame checksums (``FrameSums``) or None;
+        keys are ``(video_id, modality)``."""
         self.path = Path(path)
         self.known = known or {}
         self.merge_gap = int(merge_gap)
+        self.sums = sums
         self._fd, self._pid, self._tables = None, None, {}
         self._map, self._map_failed = None, False
 
     def __getstate__(self):
         return {"path": self.path, "known": self.known, "merge_gap": self.merge_gap,
-                "_fd": None, "_pid": None, "_tables": {}, "_map": None, "_map_failed": False}
+                "sums": self.sums, "_fd": None, "_pid": None, "_tables": {}, "_map": None,
+                "_map_failed": False}
+
+    def _check(self, key, idx: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        want = self.sums.get(key) if self.sums is not None else None
+        if want is not None:
+            check_frames(self.path, key[0], key[1], idx, frames, want)
+        return frames
 
     @staticmethod
     def table(ds: h5py.Dataset):
@@ -170,7 +185,7 @@ class FrameReader:
         if tab is None:
             ds = get_ds()
             lo, hi = int(idx.min()), int(idx.max())
-            frames = ds[lo:hi + 1][idx - lo]
+            frames = self._check(key, idx, ds[lo:hi + 1][idx - lo])
             if out is None:
                 return frames
             out[...] = frames
@@ -185,7 +200,7 @@ class FrameReader:
             runs = self._runs(pos, fb)
         for run in runs:
             self._copy(out, run, int(pos[run[0]]), fb)
-        return out
+        return self._check(key, idx, out)
 
     def _copy(self, out: np.ndarray, run: np.ndarray, off: int, fb: int) -> None:
         """File bytes ``[off, off + len(run) * fb)`` into frames ``run`` of ``out``.

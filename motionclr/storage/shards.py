@@ -1,10 +1,15 @@
-"""HDF5 storage of decoded RGB and quantised flow.
+"""HDF5 storage of decoded RGB and quantised flow: the one place that knows the format.
+
+The pipeline writes through this module (parts, shards, checksums, manifest); datasets,
+eval and viz read through it (``load_manifest``, ``read_video``, ``FrameReader``). It
+imports nothing else from motionclr but ``errors`` and ``atomic``.
 
 Layout of a stage directory::
 
     parts/<vkey>.h5           one finished video (written as *.tmp, renamed when complete)
     parts/<vkey>.failed.json  a video that could not be used, with its reason
     shard-00000.h5 ...        many videos each: /videos/<video_id>/{rgb,flow}
+    checksums-<digest>.npy    per-frame checksums of every video (``storage.checksums``)
     manifest.json             videos -> (shard, frames, label, splits), failures, config
 
 ``rgb`` is ``(T, H, W, 3)`` uint8 and ``flow`` ``(T-1, H, W, 2)`` uint8 (see
@@ -22,14 +27,17 @@ import io
 import json
 import os
 import shutil
-import socket
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from motionclr.pipeline.cache import atomic_write_text, pid_alive
+from motionclr.atomic import atomic_write_text  # noqa: F401  (re-exported)
+from motionclr.errors import UserError
+from motionclr.storage.checksums import FrameSums, check_frames, frame_sums
+from motionclr.storage.frame_reader import FrameReader
+
+FORMAT_VERSION = 3  # bump when the shard layout, quantisation or checksums change
 
 CONVENTION = ("flow[i] is the motion from frame i to frame i+1 as (dx, dy) in pixels; "
               "uint8 q dequantises as q*2b/255 - b with b = attrs['bound']; "
@@ -89,46 +97,6 @@ def write_failure(parts_dir: Path, video_id: str, path: str, reason: str) -> Non
                       json.dumps({"video_id": video_id, "path": path, "reason": reason}))
 
 
-def claim(parts_dir: Path, video_id: str, lease_s: float = 6 * 3600) -> bool:
-    """Atomically claim a video for this process (``O_CREAT | O_EXCL`` on ``<vkey>.claim``).
-
-    A claim held by a dead process on this host, or older than ``lease_s`` (a worker on
-    another machine that died), is taken over. Returns False if someone else holds it.
-    """
-    path = parts_dir / f"{video_key(video_id)}.claim"
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                held = json.loads(path.read_text() or "null")
-                age = time.time() - path.stat().st_mtime
-            except FileNotFoundError:
-                continue  # released meanwhile: try again
-            except (OSError, ValueError):
-                held, age = None, 0.0
-            mine = bool(held) and held.get("host") == me["host"] and held.get("pid") == me["pid"]
-            if not held:
-                # Created but not written yet: its owner is writing it right now.
-                stale = age > lease_s
-            else:
-                stale = (held.get("host") == me["host"] and not pid_alive(int(held["pid"])))
-                stale = stale or time.time() - float(held.get("time", 0)) > lease_s
-            if mine or not stale:
-                return mine
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return True
-    return False
-
-
-def release(parts_dir: Path, video_id: str) -> None:
-    (parts_dir / f"{video_key(video_id)}.claim").unlink(missing_ok=True)
-
-
 def part_status(parts_dir: Path, video_id: str) -> str | None:
     k = video_key(video_id)
     if (parts_dir / f"{k}.h5").is_file():
@@ -147,31 +115,36 @@ def phase_order(n: int, phases: int) -> np.ndarray:
     return np.concatenate([np.arange(k, n, phases) for k in range(phases)])
 
 
-def _copy_video(src, parent, name: str, phases: int) -> None:
+def _copy_video(src, parent, name: str, phases: int) -> dict:
     """Copy a part's ``video`` group, uncompressed datasets re-chunked per frame and
     written phase-major (``write_direct_chunk`` allocates each chunk at the end of the
-    file, in call order); compressed ones (read through h5py anyway) copied as they are."""
+    file, in call order); compressed ones (read through h5py anyway) copied as they are.
+    Returns each modality's per-frame checksums (``storage.checksums``) of what it copied."""
     g = parent.create_group(name)
     for k, v in src.attrs.items():
         g.attrs[k] = v
+    sums = {}
     for m, ds in src.items():
+        a = ds[()]
+        sums[m] = frame_sums(a)
         if ds.compression is not None:
             src.copy(ds, g, name=m)
             continue
-        a = ds[()]
         out = g.create_dataset(m, shape=a.shape, dtype=a.dtype, chunks=(1,) + a.shape[1:])
         zero = (0,) * (a.ndim - 1)
         for t in phase_order(len(a), phases):
             out.id.write_direct_chunk((int(t),) + zero, a[t].tobytes())
+    return sums
 
 
 def pack_shards(stage_dir: Path, video_ids: list[str], shard_mb: int = 1024,
-                time_phases: int = 2) -> dict[str, str]:
+                time_phases: int = 2, sums: dict | None = None) -> dict[str, str]:
     """Copy finished parts into shards of about ``shard_mb`` MB, in ``video_ids`` order,
     frames stored phase-major (``time_phases``, see the module docstring).
 
     Each shard is written under a temporary name and renamed when complete, so a reader
-    never sees a half-written shard. Returns video_id -> shard file name.
+    never sees a half-written shard. Returns video_id -> shard file name; ``sums`` (a
+    dict) receives video_id -> per-frame checksums for ``write_checksums``.
     """
     if int(time_phases) < 1:
         raise ValueError(f"pipeline.time_phases must be >= 1, got {time_phases}")
@@ -199,7 +172,9 @@ def pack_shards(stage_dir: Path, video_ids: list[str], shard_mb: int = 1024,
             for vid in batch:
                 with h5py.File(parts_dir / f"{video_key(vid)}.h5", "r") as src:
                     parent = videos.require_group(os.path.dirname(vid)) if "/" in vid else videos
-                    _copy_video(src["video"], parent, os.path.basename(vid), time_phases)
+                    got = _copy_video(src["video"], parent, os.path.basename(vid), time_phases)
+                if sums is not None:
+                    sums[vid] = got
                 where[vid] = name
         os.replace(tmp, stage_dir / name)
         shard_idx += 1
@@ -224,7 +199,6 @@ def chunk_layout(group) -> dict:
     """{modality: [frames per chunk, chunk offset runs]} of a packed video, for the
     manifest: readers then need no HDF5 metadata reads (compressed data: left out).
     Runs (``FrameReader.encode_offsets``) keep it to a few numbers per video."""
-    from motionclr.datasets.frame_reader import FrameReader
     layout = {}
     for m in ("rgb", "flow"):
         tab = FrameReader.table(group[m])
@@ -246,22 +220,88 @@ def add_layouts(stage_dir: Path, videos: list[dict]) -> None:
                 v["layout"] = chunk_layout(f["videos"][v["video_id"]])
 
 
-def load_manifest(stage_dir: str | Path) -> dict:
+def save_manifest(stage_dir: str | Path, manifest: dict) -> None:
+    """Write ``manifest.json`` atomically: its presence marks the stage complete."""
+    atomic_write_text(Path(stage_dir) / "manifest.json",
+                      json.dumps(manifest, indent=1, default=str))
+
+
+class StaleFormatError(UserError):
+    """A stage written by an older motionclr (no per-frame checksums): not read silently."""
+
+
+def load_manifest(stage_dir: str | Path, any_version: bool = False) -> dict:
+    """The stage's manifest; a stage of another format version is refused (``any_version``
+    lets ``verify`` inspect it)."""
     path = Path(stage_dir) / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"no manifest.json in {stage_dir}: run `motionclr flow` first")
-    return json.loads(path.read_text())
+    man = json.loads(path.read_text())
+    if not any_version and man.get("format_version") != FORMAT_VERSION:
+        raise StaleFormatError(
+            f"{stage_dir} has storage format {man.get('format_version')}, this motionclr "
+            f"reads format {FORMAT_VERSION} (per-frame checksums); run `motionclr flow` again "
+            "with the same config to write a new stage")
+    return man
+
+
+def read_frames(stage_dir: Path, entry: dict, modality: str, f: h5py.File,
+                sums: FrameSums) -> np.ndarray:
+    """A whole modality of one manifest video, checked against its recorded checksums."""
+    a = f["videos"][entry["video_id"]][modality][()]
+    want = sums.get((entry["video_id"], modality))
+    if want is not None:
+        check_frames(Path(stage_dir) / entry["shard"], entry["video_id"], modality,
+                     np.arange(len(a)), a, want)
+    return a
 
 
 def read_video(stage_dir: str | Path, video_id: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Whole video from a finished stage: (rgb uint8 (T,H,W,3), flow uint8 (T-1,H,W,2), attrs)."""
+    """Whole video from a finished stage: (rgb uint8 (T,H,W,3), flow uint8 (T-1,H,W,2),
+    attrs), checked against the frame checksums (``DamagedShardError`` if damaged)."""
     stage_dir = Path(stage_dir)
     man = load_manifest(stage_dir)
     entry = next((v for v in man["videos"] if v["video_id"] == video_id), None)
     if entry is None:
         raise KeyError(f"video {video_id!r} is not in {stage_dir}/manifest.json")
+    sums = FrameSums(stage_dir, man)
     with h5py.File(stage_dir / entry["shard"], "r") as f:
         g = f["videos"][video_id]
         attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v)
                  for k, v in g.attrs.items()}
-        return g["rgb"][()], g["flow"][()], attrs
+        return (read_frames(stage_dir, entry, "rgb", f, sums),
+                read_frames(stage_dir, entry, "flow", f, sums), attrs)
+
+
+def repack_shard(stage_dir: Path, videos: list[dict], replaced: dict[str, Path], name: str,
+                 time_phases: int) -> dict[str, dict]:
+    """Write shard ``name`` (temp name, then rename) holding ``videos`` (manifest records
+    of one shard, in order): those in ``replaced`` (video_id -> part file) from their new
+    part, the others copied from their current shard. Updates each record's ``shard``,
+    ``layout`` (and frame count / size / digest of replaced ones) in place; returns
+    video_id -> per-frame checksums of what was written."""
+    stage_dir = Path(stage_dir)
+    tmp = stage_dir / f"{name}.{os.getpid()}.tmp"
+    sums: dict[str, dict] = {}
+    try:
+        with h5py.File(tmp, "w", libver=("v110", "v110"), meta_block_size=1 << 20) as dst:
+            root = dst.create_group("videos")
+            for v in videos:
+                vid = v["video_id"]
+                src_path = replaced.get(vid, stage_dir / v["shard"])
+                with h5py.File(src_path, "r") as src:
+                    g = src["video"] if vid in replaced else src["videos"][vid]
+                    parent = root.require_group(os.path.dirname(vid)) if "/" in vid else root
+                    sums[vid] = _copy_video(g, parent, os.path.basename(vid), time_phases)
+                out = root[vid]
+                v["layout"] = chunk_layout(out)
+                if vid in replaced:
+                    v["n_frames"], v["height"], v["width"] = map(int, out["rgb"].shape[:3])
+                    v["content_blake2b"] = str(out.attrs["content_blake2b"])
+        os.replace(tmp, stage_dir / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    for v in videos:
+        v["shard"] = name
+    return sums
