@@ -68,7 +68,7 @@ def test_torch_device_is_part_of_the_stage_key(root, tmp_path):
     assert key["cpu"] != key["cuda"] and key["cuda"] == key["cuda:1"]
     # The OpenCV engines run on the CPU whatever flow.device says: one stage.
     cv = {d: stage_dir(load_config(None, tiny_overrides(root, tmp_path, **{
-        "flow.device": d})), entries) for d in ("cpu", "cuda")}
+        "flow.method": "tvl1", "flow.device": d})), entries) for d in ("cpu", "cuda")}
     assert cv["cpu"] == cv["cuda"]
 
 
