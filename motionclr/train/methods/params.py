@@ -170,14 +170,3 @@ def parse_params(schema: type, raw: dict | None, method: str) -> Any:
             raise ValueError(f"{key}={kw[k]!r}; valid: {list(choices)}")
     return schema(**kw)
 
-
-def describe(schema: type) -> list[str]:
-    """``name: type = default`` lines (for docs and error messages)."""
-    hints = typing.get_type_hints(schema)
-    out = []
-    for f in dataclasses.fields(schema):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        extra = f" (one of {list(f.metadata['choices'])})" if "choices" in f.metadata else ""
-        out.append(f"{f.name}: {getattr(hints[f.name], '__name__', hints[f.name])} = "
-                   f"{default!r}{extra}")
-    return out
