@@ -334,7 +334,7 @@ def run_flow_stage(cfg: Config, progress: bool = True, retry_failed: bool = Fals
     # One packer: processes finishing together must not both pack and delete parts. Wait
     # for a live packer; a dead (or zombie) one's lock is taken over by claim().
     waited = False
-    while not claim(parts_dir, PACK_LOCK):
+    while not _claim_pack_lock(parts_dir):
         if (out / "manifest.json").is_file():
             return out
         if progress and not waited:
@@ -349,6 +349,11 @@ def run_flow_stage(cfg: Config, progress: bool = True, retry_failed: bool = Fals
     finally:
         release(parts_dir, PACK_LOCK)
     return out
+
+
+def _claim_pack_lock(parts_dir: Path) -> bool:
+    with _storage(parts_dir):
+        return claim(parts_dir, PACK_LOCK)
 
 
 def _pack(cfg: Config, out: Path, entries: list[VideoEntry], timing: dict) -> dict:
