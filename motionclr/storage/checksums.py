@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from motionclr.atomic import atomic_write
 from motionclr.errors import UserError
 
 ALGORITHM = "sum64"
@@ -81,17 +82,7 @@ def write_checksums(stage_dir: Path, videos: list[dict], sums: dict) -> dict:
     arr = np.concatenate(parts).astype("<u8") if parts else np.zeros(0, "<u8")
     digest = hashlib.blake2b(arr.tobytes(), digest_size=16).hexdigest()
     name = f"checksums-{digest[:16]}.npy"
-    final = Path(stage_dir) / name
-    tmp = final.with_name(f"{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(Path(stage_dir) / name, lambda f: np.save(f, arr))
     return {"file": name, "algorithm": ALGORITHM, "blake2b": digest}
 
 
