@@ -152,16 +152,16 @@ class RunFeatures:
     query: dict          # features of ``eval.query`` ("test"; K400/SSv2 "val"), labelled
 
 
-def run_features(run, overrides: list[str] | None = None, device="cpu",
+def run_features(run, overrides: list[str] | None = None, device="auto",
                  progress: bool = True) -> RunFeatures:
-    """Load ``<run>``, find its flow stage, and return cached gallery and query features;
-    a query subset without labels is refused (it cannot be scored)."""
+    """Load ``<run>`` with the flow stage it trained on (``checkpoint.run_stage``), and
+    return cached gallery and query features; a query subset without labels is refused
+    (it cannot be scored)."""
     from motionclr.eval.checkpoint import load_run
     from motionclr.eval.retrieval_protocols import check_labelled
-    from motionclr.pipeline.stages import find_flow_stage
     run = Path(run)
     cfg, model, meta = load_run(run, overrides, device)
-    stage = find_flow_stage(cfg)
+    stage, device = meta["stage"], meta["device"]
     gallery = cached_features(model, stage, cfg.eval.gallery, cfg, run, meta, device, progress)
     query = cached_features(model, stage, cfg.eval.query, cfg, run, meta, device, progress)
     check_labelled(query["labels"], cfg.eval.query)

@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from motionclr import provenance
 from motionclr.pipeline.cache import remove_stale_tmp, stable_hash
 from motionclr.pipeline.motion_index import IndexParams, compute_index, index_key
 from motionclr.pipeline.shards import load_manifest
@@ -54,6 +55,7 @@ def run_index_stage(cfg, stage_dir: Path, progress: bool = True) -> Path:
             print(f"index: cache hit, {path}")
         return path
     remove_stale_tmp(Path(stage_dir))
+    provenance.record(path, "index")  # index-<hash>.provenance.jsonl, .log.txt under the CLI
     man = load_manifest(stage_dir)
     by_shard: dict[str, list[str]] = {}
     for v in man["videos"]:
