@@ -160,11 +160,12 @@ def error_line(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Every command, delegated ones (viz, bench) included, ends in one of: exit 0; one
     ``motionclr <command>: error: ...`` line and exit 2; ``interrupted`` and exit 130."""
-    from motionclr import provenance
+    from motionclr import interrupts, provenance
     argv = list(sys.argv[1:] if argv is None else argv)
     words = [a for a in argv if not a.startswith("-")][:2]
     command = " ".join(words if words[:1] == ["bench"] else words[:1])
     provenance.start_capture(argv)
+    interrupts.install()
     try:
         return _dispatch(argv)
     except KeyboardInterrupt:

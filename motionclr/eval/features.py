@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from motionclr import interrupts
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.datasets.transforms import normalize
 from motionclr.eval.views import DenseClips, clip_sampler, crop_views
@@ -102,6 +103,7 @@ def extract(model, stage_dir, subset: str, cfg, device="cpu", progress: bool = T
     feats, labels, ids, n_views = [], [], [], []
     model.eval()
     for samples in tqdm(loader, desc=f"features {subset}", disable=not progress, leave=False):
+        interrupts.check()  # a Ctrl-C swallowed while the loader forked its workers
         views = []
         for s in samples:  # (1, V, T, H, W, 3) -> (V, 3, T, H, W) on the device
             rgb = batch_to_device({"rgb": torch.from_numpy(s["rgb"])[None]}, device)["rgb"][0]

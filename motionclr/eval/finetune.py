@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
+from motionclr import interrupts
 from motionclr.datasets.samplers import RandomClip
 from motionclr.datasets.shard_dataset import batch_to_device
 from motionclr.datasets.transforms import AugmentCfg, GPUAugment, normalize
@@ -136,6 +137,7 @@ def train_epoch(net, loader, aug, opt, epoch: int, k: dict, device, gen, scaler=
     net.train()
     loss_sum, correct, n, total = 0.0, 0, 0, k["epochs"] * len(loader)
     for i, b in enumerate(loader):
+        interrupts.check()  # a Ctrl-C swallowed while the loader forked its workers
         for g in opt.param_groups:
             g["lr"] = k["lr"] * g["mult"] * lr_factor(epoch * len(loader) + i, total, k)
         x = aug({"rgb": batch_to_device(b, device)["rgb"][:, 0]}, gen)["rgb"]  # fp32 augment

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from motionclr import provenance
+from motionclr import interrupts, provenance
 from motionclr.config import Config, config_from_dict, save_config
 from motionclr.datasets.distributed import TrainShardSampler
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
@@ -47,6 +47,7 @@ def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, mininterval=1.0,
                leave=False)
     for i, batch in enumerate(bar):
+        interrupts.check()  # a Ctrl-C swallowed while the loader forked its workers
         step = epoch * it_per_epoch + i
         for g in optimizer.param_groups:
             g["lr"] = float(lr_sched[step])
@@ -237,6 +238,7 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
             model, device_ids=[local_rank] if device.type == "cuda" else None)
 
     for epoch in range(start_epoch, cfg.train.epochs):
+        interrupts.check()
         sampler.set_epoch(epoch)
         ds.set_epoch(epoch)
         if hasattr(model, "set_epoch"):  # methods with epoch-dependent loss weights (MCL)
