@@ -119,12 +119,16 @@ class _Stream(io.TextIOBase):
 
     def write(self, s: str) -> int:
         n = self._orig.write(s)
-        self._pending += s
+        self._pending += s.replace("\r\n", "\n")
         if "\n" in self._pending:
             *lines, self._pending = self._pending.split("\n")
             # A progress bar redraws with "\r": keep what the line finally showed.
             text = [ln.rsplit("\r", 1)[-1] for ln in lines]
-            self._tee.emit("".join(t + "\n" for t in text if t.strip() or "\r" not in t))
+            self._tee.emit("".join(t + "\n" for t, ln in zip(text, lines)
+                                   if t.strip() or "\r" not in ln))
+        # Only the current state of a line being redrawn is kept (a bar runs for days).
+        self._pending = self._pending.rsplit("\r", 1)[-1] if "\r" in self._pending[:-1] \
+            else self._pending
         return len(s) if n is None else n
 
     def flush(self):

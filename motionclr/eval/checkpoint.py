@@ -24,19 +24,23 @@ def run_config(ckpt: dict, overrides: list[str] | None = None) -> Config:
 
 
 def run_stage(cfg: Config, ckpt: dict, overrides: list[str] | None = None) -> Path:
-    """The flow stage to evaluate on: the one the checkpoint trained on, unless an override
-    under ``data.``/``decode.``/``flow.``/``pipeline.`` asks for other data."""
+    """The flow stage to evaluate on: the one the checkpoint trained on (found where it was,
+    or under ``data.cache`` by its ``flow-<hash>`` name when the cache moved), unless an
+    override under ``data.``/``decode.``/``flow.``/``pipeline.`` other than ``data.cache``
+    asks for other data: that data's stage is then looked up as ``pretrain`` would."""
     from motionclr.pipeline.stages import find_flow_stage
     recorded = ckpt.get("stage")
-    chose_data = any(o.partition("=")[0].strip().startswith(DATA_SECTIONS)
-                     for o in overrides or [])
-    if not recorded or chose_data:
+    chose = {o.partition("=")[0].strip() for o in overrides or []}
+    chose = {k for k in chose if k.startswith(DATA_SECTIONS)}
+    if not recorded or chose - {"data.cache"}:
         return find_flow_stage(cfg)
     here = Path(recorded)
     moved = Path(cfg.data.cache) / cfg.data.dataset / here.name  # a cache copied elsewhere
-    for cand in (here, moved):
+    for cand in ([] if chose else [here]) + [moved]:
         if (cand / "manifest.json").is_file():
             return cand
+    if chose:  # data.cache points elsewhere, without this stage: look for a matching one
+        return find_flow_stage(cfg)
     raise FileNotFoundError(
         f"the flow stage this run trained on is not there ({here}); point at the cache that "
         f"holds {here.name} with data.cache=..., or evaluate on other data with "

@@ -44,8 +44,8 @@ def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg
     it_per_epoch = len(loader)
     sums: dict[str, float] = {}
     t0 = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress, mininterval=1.0,
-               leave=False)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress,
+               mininterval=1.0, leave=False)
     for i, batch in enumerate(bar):
         interrupts.check()  # a Ctrl-C swallowed while the loader forked its workers
         step = epoch * it_per_epoch + i
