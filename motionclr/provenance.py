@@ -11,7 +11,8 @@ The CLI also turns on capture (``start_capture``): from then on, what the proces
 to ``sys.stdout``/``sys.stderr`` is copied into ``log.txt`` of each recorded directory
 (``index-<hash>.log.txt`` beside a file), progress-bar redraws reduced to their last state.
 A stage's log ends when the next run or stage is recorded, or at ``scope()``'s end; a
-run's log at the end of the command. Output of worker processes is not copied.
+run's log when another run is recorded or the command ends (a stage built during a run
+is logged in both). Output of worker processes is not copied.
 """
 from __future__ import annotations
 
@@ -148,9 +149,9 @@ class _Tee:
         path = Path(path).absolute()
         if path in self.logs:
             return
-        for p, (_, k) in list(self.logs.items()):  # a new stage or run ends earlier stages'
-            if k not in RUN_KINDS:
-                self.detach(p)
+        for p, (_, k) in list(self.logs.items()):
+            if kind in RUN_KINDS or k not in RUN_KINDS:  # a run ends every earlier log, a
+                self.detach(p)                           # stage ends earlier stages' logs
         f = open(path, "a", buffering=1)
         f.write(header)
         self.logs[path] = (f, kind)

@@ -119,3 +119,30 @@ def test_eval_metrics_and_hparams_reach_tensorboard(pipeline):
     exp = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
     assert {m.name.tag for m in exp.experiment.metric_infos} == {
         f"eval/retrieval/R@{k}" for k in result["recall"]}
+
+
+def test_logs_follow_runs_and_stages(tmp_path):
+    """In one process: a run's log takes what the stage built inside it printed; a stage's
+    log ends with its scope; a second run's output goes to the second run only."""
+    from motionclr import provenance
+
+    def body(p):
+        return [ln for ln in p.read_text().splitlines() if not ln.startswith("=== ")]
+    provenance.start_capture(["pretrain", "x=1"])
+    try:
+        provenance.record(tmp_path / "run1", "pretrain")
+        print("a")
+        with provenance.scope():
+            provenance.record(tmp_path / "stage" / "index-1.h5", "index")
+            print("bar 10%\rbar 100%")            # a redrawn line: its last state
+        print("d")
+        provenance.record(tmp_path / "run2", "pretrain")
+        print("e", file=sys.stderr)
+    finally:
+        provenance.stop_capture()
+    print("after")                                 # capture over: nowhere
+    assert body(tmp_path / "run1" / "log.txt") == ["a", "bar 100%", "d"]
+    assert body(tmp_path / "stage" / "index-1.log.txt") == ["bar 100%"]
+    assert body(tmp_path / "run2" / "log.txt") == ["e"]
+    rec, = _records(tmp_path / "stage" / "index-1.provenance.jsonl")
+    assert rec["command"] == "motionclr pretrain x=1" and rec["kind"] == "index"
