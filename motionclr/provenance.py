@@ -20,7 +20,6 @@ import contextlib
 import datetime
 import functools
 import importlib.metadata
-import io
 import json
 import os
 import platform
@@ -112,8 +111,9 @@ def record(target: str | Path, kind: str, extra: dict | None = None) -> dict:
     return rec
 
 
-class _Stream(io.TextIOBase):
-    """Writes go to the original stream and, line by line, to every attached log."""
+class _Stream:
+    """Writes go to the original stream and, line by line, to every attached log; anything
+    else (``encoding``, ``isatty``, ``fileno``, ...) is the original stream's."""
 
     def __init__(self, tee: _Tee, orig):
         self._tee, self._orig, self._pending = tee, orig, ""
