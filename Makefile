@@ -1,5 +1,6 @@
 # motionclr — every target is a thin wrapper over the `motionclr` CLI.
 # Variables: DATASET DATA_ROOT CACHE METHOD RUN DEVICE WORKERS ARGS (dotted overrides).
+# DEVICE: auto (CUDA when present) | cpu | cuda | cuda:N; eval targets default to auto.
 PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
@@ -44,7 +45,11 @@ pretrain: setup
 	$(MOTIONCLR) pretrain --config $(CONFIGS) $(COMMON) train.device=$(DEVICE) \
 	    train.run=$(RUN) $(ARGS)
 
-EVAL_COMMON = --run $(RUN) --device $(DEVICE) data.root=$(DATA_ROOT) data.cache=$(CACHE)
+# Eval reads the run's own config and flow stage: pass only what the user set (make VAR=..
+# or the environment), never a default. `given` = $(2) when $(1) was set by the user.
+given = $(if $(filter-out default file undefined,$(origin $(1))),$(2))
+EVAL_COMMON = --run $(RUN) $(call given,DEVICE,--device $(DEVICE)) \
+              $(call given,DATA_ROOT,data.root=$(DATA_ROOT)) $(call given,CACHE,data.cache=$(CACHE))
 
 eval-retrieval: setup
 	$(MOTIONCLR) eval retrieval $(EVAL_COMMON) $(ARGS)

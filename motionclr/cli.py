@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="evaluate a run")
     s.add_argument("protocol", choices=list(EVAL_PROTOCOLS))
     s.add_argument("--run", required=True, help="run directory with checkpoint.pt")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="auto",
+                   help="auto (CUDA when present; the default), cpu, cuda or cuda:N")
     s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.num_clips=5")
     s.set_defaults(fn=cmd_eval)
     s = sub.add_parser("bench", help="benchmarks: flow | io | methods | gpu")
@@ -151,8 +152,7 @@ DELEGATED = {("viz",): "motionclr.flow.viz:main", ("bench", "flow"): "motionclr.
              ("bench", "gpu"): "motionclr.bench.gpu:main"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list[str]) -> int:
     for prefix, target in DELEGATED.items():
         # These parse their own options (argparse's REMAINDER drops leading "--x" flags).
         if tuple(argv[:len(prefix)]) == prefix:
@@ -169,16 +169,44 @@ def main(argv: list[str] | None = None) -> int:
         # `--config a.yaml key=value`: argparse's nargs="*" swallows the overrides too.
         args.overrides = [c for c in args.config if "=" in c] + list(args.overrides)
         args.config = [c for c in args.config if "=" not in c]
-    try:
-        args.fn(args)
-    except (KeyError, ValueError, FileNotFoundError, UserError) as e:
-        # Config, input and storage errors: one clear line, not a traceback.
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        if "Original Traceback" in msg:  # raised in a DataLoader worker: its own message
-            msg = msg.rstrip().splitlines()[-1].split(": ", 1)[-1]
-        print(f"motionclr {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    args.fn(args)
     return 0
+
+
+def error_line(e: BaseException) -> str:
+    """One line for an error a user can act on (the first line of a longer message is the
+    diagnosis; a diff or list may follow it)."""
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    if isinstance(e, OSError) and e.strerror and not isinstance(e, UserError):
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    msg = str(e)
+    if "Original Traceback" in msg:  # raised in a DataLoader worker: its own message
+        msg = msg.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    return msg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Every command, delegated ones (viz, bench) included, ends in one of: exit 0; one
+    ``motionclr <command>: error: ...`` line and exit 2; ``interrupted`` and exit 130."""
+    from motionclr import interrupts, provenance
+    argv = list(sys.argv[1:] if argv is None else argv)
+    words = [a for a in argv if not a.startswith("-")][:2]
+    command = " ".join(words if words[:1] == ["bench"] else words[:1])
+    provenance.start_capture(argv)
+    interrupts.install()
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        print(f"\nmotionclr {command}: interrupted; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    except (KeyError, ValueError, OSError, UserError) as e:
+        # Config, input, device and storage errors: one clear line, not a traceback.
+        print(f"motionclr {command}: error: {error_line(e)}", file=sys.stderr)
+        return 2
+    finally:
+        provenance.stop_capture()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from motionclr.config import Config, config_from_dict
 
 def knn_monitor(model, stage, cfg: Config, device, epoch: int, path: Path) -> float:
     """Cheap progress signal: kNN top-1 of query videos against the gallery's features
-    (one centre clip per video), appended to ``knn.csv``. Never used to pick a model."""
+    (one centre clip per video), appended to ``knn.csv`` under ``epoch`` (finished epochs,
+    counted from 1). Never used to pick a model."""
     from motionclr.eval.features import extract
     from motionclr.eval.knn import knn_accuracy
     cheap = config_from_dict(cfg.to_dict())
@@ -33,10 +34,12 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
     from motionclr.pipeline.index_stage import load_index, run_index_stage
     from motionclr.pipeline.stages import find_flow_stage
     from motionclr.train.loop import train
+    from motionclr.devices import resolve_device
     from motionclr.train.methods import validate_method
     from motionclr.utils import dist_info
 
     validate_method(cfg)  # method params typed and checked before any data is read or written
+    resolve_device(cfg.train.device)  # CUDA asked for but absent: one line, nothing written
     stage = find_flow_stage(cfg)
     rank = dist_info()[0]
     # Cheap next to flow, and cached beside the shards: computed on first use.

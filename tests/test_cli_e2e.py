@@ -26,7 +26,7 @@ def test_cli_pipeline(tmp_path, tiny_root):
     log = (run / "log.csv").read_text().splitlines()
     assert log[0].startswith("epoch,step,lr") and len(log) >= 3
     knn = (run / "knn.csv").read_text().splitlines()   # the optional per-epoch monitor
-    assert knn[0] == "epoch,knn_top1" and [r.split(",")[0] for r in knn[1:]] == ["0", "1"]
+    assert knn[0] == "epoch,knn_top1" and [r.split(",")[0] for r in knn[1:]] == ["1", "2"]
     assert all(0.0 <= float(r.split(",")[1]) <= 1.0 for r in knn[1:])
     res = _cli("eval", "retrieval", "--run", str(run), f"data.root={tiny_root}")
     assert "R@1" in res.stdout
@@ -45,7 +45,7 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_root):
     res = _cli("pretrain", *over, "train.epochs=2")
     assert "resuming" in res.stdout
     log = (run / "log.csv").read_text().splitlines()
-    assert log[: len(first)] == first and {r.split(",")[0] for r in log[1:]} == {"0", "1"}
+    assert log[: len(first)] == first and {r.split(",")[0] for r in log[1:]} == {"1", "2"}
     # TensorBoard holds the CSV's loss values at the CSV's steps, across the resume
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     ev = EventAccumulator(str(run / "tb"))

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 
+from motionclr.devices import resolve_device
 from motionclr.flow import compute_flow
 from motionclr.flow import synthetic as S
 from motionclr.bench import write_section
@@ -224,7 +225,8 @@ def _size(s: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="motionclr bench flow", description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=8, help="real pairs per clip for speed / parity")
-    ap.add_argument("--device", default="cpu", help="torch device for torch methods")
+    ap.add_argument("--device", default="cpu", help="torch device for torch methods "
+                    "(auto = CUDA when present)")
     ap.add_argument("--out", default="docs/benchmarks.md", help="markdown file to update")
     ap.add_argument("--size", type=_size, default=(256, 340), help="WxH, default 340x256")
     ap.add_argument("--batch-size", type=int, default=8, help="pairs per batch (torch methods)")
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the per-motion-type GT table (27 more pairs per method)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
+    args.device = str(resolve_device(args.device))  # auto -> cuda | cpu; absent CUDA: one line
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from motionclr import interrupts
 from motionclr.atomic import atomic_write
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.datasets.transforms import normalize
@@ -103,6 +104,7 @@ def extract(model, stage_dir, subset: str, cfg, device="cpu", progress: bool = T
     feats, labels, ids, n_views = [], [], [], []
     model.eval()
     for samples in tqdm(loader, desc=f"features {subset}", disable=not progress, leave=False):
+        interrupts.check()  # a Ctrl-C swallowed while the loader forked its workers
         views = []
         for s in samples:  # (1, V, T, H, W, 3) -> (V, 3, T, H, W) on the device
             rgb = batch_to_device({"rgb": torch.from_numpy(s["rgb"])[None]}, device)["rgb"][0]
@@ -151,16 +153,16 @@ class RunFeatures:
     query: dict          # features of ``eval.query`` ("test"; K400/SSv2 "val"), labelled
 
 
-def run_features(run, overrides: list[str] | None = None, device="cpu",
+def run_features(run, overrides: list[str] | None = None, device="auto",
                  progress: bool = True) -> RunFeatures:
-    """Load ``<run>``, find its flow stage, and return cached gallery and query features;
-    a query subset without labels is refused (it cannot be scored)."""
+    """Load ``<run>`` with the flow stage it trained on (``checkpoint.run_stage``), and
+    return cached gallery and query features; a query subset without labels is refused
+    (it cannot be scored)."""
     from motionclr.eval.checkpoint import load_run
     from motionclr.eval.retrieval_protocols import check_labelled
-    from motionclr.pipeline.stages import find_flow_stage
     run = Path(run)
     cfg, model, meta = load_run(run, overrides, device)
-    stage = find_flow_stage(cfg)
+    stage, device = meta["stage"], meta["device"]
     gallery = cached_features(model, stage, cfg.eval.gallery, cfg, run, meta, device, progress)
     query = cached_features(model, stage, cfg.eval.query, cfg, run, meta, device, progress)
     check_labelled(query["labels"], cfg.eval.query)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
+from motionclr import interrupts
 from motionclr.datasets.samplers import RandomClip
 from motionclr.datasets.shard_dataset import batch_to_device
 from motionclr.datasets.transforms import AugmentCfg, GPUAugment, normalize
@@ -131,10 +132,12 @@ def lr_factor(step: int, total: int, k: dict) -> float:
 
 
 def train_epoch(net, loader, aug, opt, epoch: int, k: dict, device, gen, scaler=None) -> dict:
-    """One pass; per-iteration LR of each group = lr x group mult x ``lr_factor``."""
+    """One pass (``epoch`` 0-based, reported counted from 1 as printed); per-iteration LR of
+    each group = lr x group mult x ``lr_factor``."""
     net.train()
     loss_sum, correct, n, total = 0.0, 0, 0, k["epochs"] * len(loader)
     for i, b in enumerate(loader):
+        interrupts.check()  # a Ctrl-C swallowed while the loader forked its workers
         for g in opt.param_groups:
             g["lr"] = k["lr"] * g["mult"] * lr_factor(epoch * len(loader) + i, total, k)
         x = aug({"rgb": batch_to_device(b, device)["rgb"][:, 0]}, gen)["rgb"]  # fp32 augment
@@ -146,10 +149,10 @@ def train_epoch(net, loader, aug, opt, epoch: int, k: dict, device, gen, scaler=
         loss_sum += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
         n += len(y)
-    return {"epoch": epoch, "loss": loss_sum / max(n, 1), "train_top1": correct / max(n, 1)}
+    return {"epoch": epoch + 1, "loss": loss_sum / max(n, 1), "train_top1": correct / max(n, 1)}
 
 
-def run_finetune(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
+def run_finetune(run: str | Path, overrides: list[str] | None = None, device: str = "auto",
                  knobs: dict | None = None, progress: bool = True) -> dict:
     """Finetune ``<run>``'s backbone; ``<run>/finetune/checkpoint.pt`` each epoch (resumed
     when the knobs and the pretraining epoch match), then ``<run>/finetune.json``."""
@@ -159,13 +162,14 @@ def run_finetune(run: str | Path, overrides: list[str] | None = None, device: st
     from motionclr.pipeline.cache import atomic_write_text
     from motionclr.storage.shards import load_manifest
     from motionclr.pipeline.stages import find_flow_stage
+    from motionclr.eval.tb import log_eval
     from motionclr.train.backbones import build_backbone
     from motionclr.train.loop import _save_checkpoint
 
-    run, device = Path(run), torch.device(device)
+    run = Path(run)
     cfg, method, meta = load_run(run, overrides, device)
+    device, stage = meta["device"], meta["stage"]
     k, c, (train, test) = finetune_knobs(cfg, knobs), cfg.clip, eval_subsets(cfg)
-    stage = find_flow_stage(cfg)
     torch.manual_seed(k["seed"])  # the new head (and the backbone when init=random)
     backbone = (copy.deepcopy(method.backbone) if k["init"] == "pretrained" else
                 build_backbone(cfg.model.backbone, width=cfg.model.width))
@@ -221,9 +225,11 @@ def run_finetune(run: str | Path, overrides: list[str] | None = None, device: st
                            "test_augmentation": "none (deterministic clips and crops)",
                            "train_sampler": "RandomClip, 1 clip per video"},
               "dataset": cfg.data.dataset, "method": cfg.method.name,
-              "backbone": cfg.model.backbone, "pretrain_epoch": meta["epoch"],
-              "checkpoint": str(ckpt_path)}
+              "backbone": cfg.model.backbone, "pretrain_epochs": meta["epochs"],
+              "stage": str(stage), "checkpoint": str(ckpt_path)}
     atomic_write_text(run / "finetune.json", json.dumps(result, indent=1))
+    log_eval(run, cfg, meta, "finetune", {f"{p}/{m}": r[m] for p, r in results.items()
+                                          for m in ("top1", "top5")})
     if progress:
         for p, r in results.items():
             print(f"finetune {p}: top-1 {100 * r['top1']:.1f} top-5 {100 * r['top5']:.1f}")

@@ -51,11 +51,12 @@ def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k: int = 20
     return float((pred == np.asarray(test_labels)).mean())
 
 
-def run_knn(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
+def run_knn(run: str | Path, overrides: list[str] | None = None, device: str = "auto",
             knobs: dict | None = None, progress: bool = True) -> dict:
     """kNN of the test split against the train split on cached features; writes knn.json."""
     from motionclr.eval.features import protocol, run_features
     from motionclr.eval.retrieval_protocols import eval_subsets, resolve_knobs
+    from motionclr.eval.tb import log_eval
     from motionclr.pipeline.cache import atomic_write_text
 
     run = Path(run)
@@ -71,8 +72,9 @@ def run_knn(run: str | Path, overrides: list[str] | None = None, device: str = "
                                         "n_train": int(len(tr["labels"])),
                                         "n_test": int(len(te["labels"]))},
               "dataset": cfg.data.dataset, "method": cfg.method.name,
-              "backbone": cfg.model.backbone, "epoch": meta["epoch"]}
+              "backbone": cfg.model.backbone, "epochs": meta["epochs"]}
     atomic_write_text(run / "knn.json", json.dumps(result, indent=1))
+    log_eval(run, cfg, meta, "knn", {f"top1_k{k}": v for k, v in acc.items()})
     if progress:
         print("knn top-1: " + ", ".join(f"k={k}: {100 * v:.1f}" for k, v in acc.items()))
     return result

@@ -177,12 +177,13 @@ def plot_confusion(cm, classes, path, title: str = "") -> Path:
     return Path(path)
 
 
-def run_linear(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
+def run_linear(run: str | Path, overrides: list[str] | None = None, device: str = "auto",
                knobs: dict | None = None, progress: bool = True) -> dict:
     """Probe ``<run>/checkpoint.pt``'s cached features; writes ``<run>/linear.json`` and a
     confusion-matrix PNG per classifier."""
     from motionclr.eval.features import protocol, run_features
     from motionclr.eval.retrieval_protocols import eval_subsets, resolve_knobs
+    from motionclr.eval.tb import log_eval
     from motionclr.pipeline.cache import atomic_write_text
     from motionclr.storage.shards import load_manifest
 
@@ -205,8 +206,10 @@ def run_linear(run: str | Path, overrides: list[str] | None = None, device: str 
                            "SGD, LR x0.1 at each milestone (fraction of epochs)",
                            "n_train": int(len(tr["labels"])), "n_test": int(len(te["labels"]))},
               "dataset": cfg.data.dataset, "method": cfg.method.name,
-              "backbone": cfg.model.backbone, "epoch": meta["epoch"], "stage": str(stage)}
+              "backbone": cfg.model.backbone, "epochs": meta["epochs"], "stage": str(stage)}
     atomic_write_text(run / "linear.json", json.dumps(result, indent=1))
+    log_eval(run, cfg, meta, "linear", {f"{kind}/{m}": r[m] for kind, r in res.items()
+                                        for m in ("top1", "top5")})
     if progress:
         for kind, r in res.items():
             print(f"linear {kind}: top-1 {100 * r['top1']:.1f} top-5 {100 * r['top5']:.1f} "

@@ -19,6 +19,15 @@ def load_results(run: str | Path) -> dict[str, dict]:
             for n in SOURCES if (run / f"{n}.json").is_file()}
 
 
+def epochs_trained(result: dict):
+    """Epochs behind a result, counted from 1 (older JSONs held the 0-based last epoch)."""
+    for key in ("epochs", "pretrain_epochs"):
+        if key in result:
+            return result[key]
+    old = result.get("epoch", result.get("pretrain_epoch"))
+    return "?" if old is None else int(old) + 1
+
+
 def _pct(v) -> str:
     return f"{100 * float(v):.1f}"
 
@@ -63,8 +72,7 @@ def build_report(run: str | Path) -> str:
     lines = [f"# Evaluation report: {run.name}", ""]
     if head:
         lines += [f"dataset `{head.get('dataset')}`, method `{head.get('method')}`, backbone "
-                  f"`{head.get('backbone')}`, pretraining epoch "
-                  f"{head.get('epoch', head.get('pretrain_epoch'))} (0-based)", ""]
+                  f"`{head.get('backbone')}`, {epochs_trained(head)} pretraining epochs", ""]
     table = rows(results)
     if table:
         lines += ["| protocol | setting | metric | value (%) |", "|---|---|---|---|"]

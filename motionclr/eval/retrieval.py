@@ -34,10 +34,11 @@ def format_table(recalls: dict, title: str = "") -> str:
     return "\n".join(([title] if title else []) + [head, sep, row])
 
 
-def run_retrieval(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
+def run_retrieval(run: str | Path, overrides: list[str] | None = None, device: str = "auto",
                   progress: bool = True) -> dict:
     """Evaluate ``<run>/checkpoint.pt``; writes ``<run>/retrieval.json``, returns it."""
     from motionclr.eval.features import protocol, run_features
+    from motionclr.eval.tb import log_eval
     from motionclr.pipeline.cache import atomic_write_text
 
     run = Path(run)
@@ -53,8 +54,9 @@ def run_retrieval(run: str | Path, overrides: list[str] | None = None, device: s
                            "n_query": int(len(query["labels"])),
                            "n_gallery": int(len(gallery["labels"]))},
               "dataset": cfg.data.dataset, "method": cfg.method.name,
-              "backbone": cfg.model.backbone, "epoch": meta["epoch"], "stage": str(stage)}
+              "backbone": cfg.model.backbone, "epochs": meta["epochs"], "stage": str(stage)}
     atomic_write_text(run / "retrieval.json", json.dumps(result, indent=1))
+    log_eval(run, cfg, meta, "retrieval", {f"R@{k}": v for k, v in rec.items()})
     if progress:
         print(format_table(rec, f"retrieval {cfg.data.dataset} {cfg.method.name} "
                                 f"(split {cfg.data.split}, {result['protocol']['n_query']} "

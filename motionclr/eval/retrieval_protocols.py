@@ -154,7 +154,7 @@ def draw_retrieval(query_frames, neighbour_frames, correct, query_titles, neighb
     return path
 
 
-def retrieval_figure(run: str | Path, overrides: list[str] | None = None, device: str = "cpu",
+def retrieval_figure(run: str | Path, overrides: list[str] | None = None, device: str = "auto",
                      n_queries: int = 4, k: int = 5, progress: bool = False) -> Path:
     """``<run>/retrieval_examples.png``: ``n_queries`` test videos (evenly spread over the
     test list, deterministic) and their top-``k`` train neighbours, middle frames."""

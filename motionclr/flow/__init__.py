@@ -37,12 +37,15 @@ def compute_flow(frames, method: str = "tvl1", device: str = "cpu", **params):
     Args:
         frames: uint8 ``(T, H, W, 3)`` RGB, numpy array or torch tensor.
         method: one of ``FLOW_METHODS``.
-        device: torch device for the torch-based methods ("cpu", "cuda", "cuda:1", ...).
+        device: torch device for the torch-based methods ("auto", "cpu", "cuda", "cuda:1").
         **params: estimator parameters (unknown names raise with the valid ones).
     Returns:
         float32 ``(T-1, H, W, 2)`` as (dx, dy); a numpy array (a tensor if given a tensor).
     """
     fn = get_flow_fn(method)
+    if device == "auto":  # CUDA when present; OpenCV methods ignore the device
+        from motionclr.devices import resolve_device
+        device = str(resolve_device(device))
     is_tensor = not isinstance(frames, np.ndarray) and hasattr(frames, "cpu")
     if is_tensor and method in ("tvl1", "farneback", "dis"):
         import torch

@@ -104,10 +104,49 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 10.0) -> None:
     writer.close()
 
 
+def locate_video(cache: str | Path, dataset: str, video: str, load_manifest) -> Path:
+    """The finished flow stage holding ``video``: ``cache`` itself when it is a stage, else
+    the stages under ``cache/<dataset>/`` (every dataset when none is given).
+
+    Raises:
+        FileNotFoundError: no finished stage there.
+        KeyError: no stage holds ``video``; the message lists the closest ids.
+        ValueError: several stages hold it (pass the one meant as ``--cache``).
+    """
+    import difflib
+    cache = Path(cache)
+    if (cache / "manifest.json").is_file():
+        stages = [cache]
+    else:
+        pattern = f"{dataset}/flow-*/manifest.json" if dataset else "*/flow-*/manifest.json"
+        stages = sorted(m.parent for m in cache.glob(pattern)) or sorted(
+            m.parent for m in cache.glob("flow-*/manifest.json"))  # a dataset's directory
+    if not stages:
+        where = cache / dataset if dataset else cache
+        raise FileNotFoundError(f"no finished flow stage in {where}: pass a flow-<hash> "
+                                "directory, or a cache root with --dataset")
+    ids = {s: [v["video_id"] for v in load_manifest(s)["videos"]] for s in stages}
+    holding = [s for s in stages if video in ids[s]]
+    if len(holding) == 1:
+        return holding[0]
+    if holding:
+        raise ValueError(f"{len(holding)} flow stages hold {video!r}; pass one as --cache: "
+                         + ", ".join(map(str, holding)))
+    known = sorted({i for v in ids.values() for i in v})
+    close = difflib.get_close_matches(video, known, n=5, cutoff=0.4)
+    where = stages[0] if len(stages) == 1 else f"{len(stages)} flow stages under {cache}"
+    raise KeyError(f"video {video!r} is not in {where}; "
+                   + (f"closest: {', '.join(close)}" if close else
+                      f"{len(known)} videos, e.g. {', '.join(known[:3])}"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``motionclr viz``: render a cached video's RGB and flow side by side."""
     ap = argparse.ArgumentParser(prog="motionclr viz", description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", required=True, help="flow cache directory (shards)")
+    ap.add_argument("--cache", required=True,
+                    help="a flow stage directory (flow-<hash>), or a cache root with --dataset")
+    ap.add_argument("--dataset", default="",
+                    help="with a cache root: the dataset whose flow stages hold the video")
     ap.add_argument("--video", required=True, help="video id inside the cache")
     ap.add_argument("--out", required=True, help="output .png (strip) or .mp4 (side by side)")
     ap.add_argument("--rows", type=int, default=6, help="pairs shown in a PNG strip")
@@ -117,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from motionclr.flow.quantize import dequantize
-    from motionclr.storage.shards import read_video  # lazy: only the CLI needs the cache layer
+    from motionclr.storage.shards import load_manifest, read_video  # lazy: only the CLI
 
-    rgb, qflow, attrs = read_video(args.cache, args.video)
+    stage = locate_video(args.cache, args.dataset, args.video, load_manifest)
+    rgb, qflow, attrs = read_video(stage, args.video)
     flow = dequantize(qflow, float(attrs["bound"]))
     out = Path(args.out)
     if out.suffix.lower() == ".png":
@@ -133,4 +173,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["make_colorwheel", "flow_to_color", "side_by_side", "strip", "write_png",
-           "write_mp4", "main"]
+           "write_mp4", "locate_video", "main"]

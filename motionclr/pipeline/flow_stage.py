@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from motionclr import provenance
 from motionclr.config import Config
 from motionclr.errors import StorageError, UserError
 from motionclr.datasets.sources import SOURCES, VideoEntry, list_videos
@@ -294,6 +295,7 @@ def run_flow_stage(cfg: Config, progress: bool = True, retry_failed: bool = Fals
         atomic_write_text(out / "stage.json", json.dumps(
             {"stage": "flow", "dataset": cfg.data.dataset, "root": str(cfg.data.root),
              **stage_params(cfg)}, indent=1, default=str))
+        provenance.record(out, "flow")  # command, versions, host; log.txt under the CLI
 
     mine = entries
     shard = parse_shard(cfg.pipeline.shard)

@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from motionclr import provenance
 from motionclr.pipeline.cache import atomic_write, remove_stale_tmp, stable_hash
 from motionclr.pipeline.motion_index import IndexParams, compute_index, index_key
 from motionclr.storage import FrameSums, load_manifest
@@ -55,6 +56,7 @@ def run_index_stage(cfg, stage_dir: Path, progress: bool = True) -> Path:
             print(f"index: cache hit, {path}")
         return path
     remove_stale_tmp(Path(stage_dir))
+    provenance.record(path, "index")  # index-<hash>.provenance.jsonl, .log.txt under the CLI
     man = load_manifest(stage_dir)
     by_shard: dict[str, list[dict]] = {}
     for v in man["videos"]:

@@ -18,12 +18,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from motionclr import interrupts, provenance
 from motionclr.atomic import atomic_write
 from motionclr.config import Config, save_config
 from motionclr.datasets.distributed import TrainShardSampler
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
+from motionclr.devices import resolve_device
+from motionclr.train.checkpoint import load_weights, read_checkpoint
 from motionclr.train.methods import build_method
 from motionclr.train.optim import build_optimizer, optimizer_step
+from motionclr.train.resume import check_resume
 from motionclr.train.schedules import cosine_schedule
 from motionclr.utils import dist_info, seed_everything
 
@@ -32,7 +36,8 @@ LOG_FIELDS = ["epoch", "step", "lr", "momentum", "loss", "seconds"]
 
 def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg: Config,
                     device: torch.device, log_rows: list, scaler=None, progress=True) -> dict:
-    """One pass over ``loader``; returns the epoch's mean of each logged value."""
+    """One pass over ``loader`` (``epoch`` 0-based; shown and logged as ``epoch + 1``);
+    returns the epoch's mean of each logged value."""
     from tqdm import tqdm
     method = model.module if hasattr(model, "module") else model
     model.train()
@@ -41,9 +46,10 @@ def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg
     it_per_epoch = len(loader)
     sums: dict[str, float] = {}
     t0 = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, mininterval=1.0,
-               leave=False)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress,
+               mininterval=1.0, leave=False)
     for i, batch in enumerate(bar):
+        interrupts.check()  # a Ctrl-C swallowed while the loader forked its workers
         step = epoch * it_per_epoch + i
         for g in optimizer.param_groups:
             g["lr"] = float(lr_sched[step])
@@ -59,7 +65,7 @@ def train_one_epoch(model, loader, optimizer, lr_sched, m_sched, epoch: int, cfg
         for k, v in vals.items():
             sums[k] = sums.get(k, 0.0) + v
         if i % max(cfg.train.log_every, 1) == 0 or i == it_per_epoch - 1:
-            log_rows.append({"epoch": epoch, "step": step, "lr": float(lr_sched[step]),
+            log_rows.append({"epoch": epoch + 1, "step": step, "lr": float(lr_sched[step]),
                              "momentum": float(m_sched[step]), "seconds": time.perf_counter() - t0,
                              **vals})
         bar.set_postfix(loss=f"{vals['loss']:.3f}", lr=f"{lr_sched[step]:.2e}")
@@ -88,12 +94,13 @@ def _append_log(path: Path, rows: list[dict]) -> None:
 
 
 def _truncate_log(path: Path, start_epoch: int) -> None:
-    """Drop rows of epochs that the checkpoint does not cover (a kill between log and save)."""
+    """Drop rows of epochs that the checkpoint does not cover (a kill between log and save);
+    rows count epochs from 1, so the first ``start_epoch`` epochs stay."""
     if not path.is_file():
         return
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < start_epoch]
+    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= start_epoch]
     if len(keep) != len(rows):
         with open(path, "w", newline="") as f:
             csv.writer(f).writerows(keep)
@@ -103,22 +110,67 @@ def run_dir_of(cfg: Config) -> Path:
     return Path(cfg.train.run or f"runs/{cfg.data.dataset}-{cfg.method.name}")
 
 
+def open_run(run: Path, cfg: Config, stage: Path) -> tuple[dict | None, dict]:
+    """(checkpoint or None, what a resume changes); refuses a foreign checkpoint or a config
+    that may not continue it (``train/resume.py``). Writes nothing."""
+    ckpt_path = run / "checkpoint.pt"
+    if not ckpt_path.is_file():
+        return None, {"from_epoch": 0, "changed": {}}
+    ckpt = read_checkpoint(ckpt_path)
+    return ckpt, check_resume(ckpt, cfg, stage, run)
+
+
+def start_run_dir(run: Path, cfg: Config, resume: dict) -> None:
+    """After the checks: the run directory, its config.yaml and a provenance line."""
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run / "config.yaml")
+    provenance.record(run, "pretrain", {"resume": resume})
+
+
+def schedule_history(ckpt: dict | None, cfg: Config) -> list[dict]:
+    """[{"from_epoch", "epochs"}]: the schedule lengths the run's epochs were trained under
+    (``from_epoch`` counts finished epochs); grows when a resume changes train.epochs."""
+    hist = list(ckpt.get("schedules", [])) if ckpt else []
+    if ckpt and not hist:  # a checkpoint from before this record: its own config's length
+        hist = [{"from_epoch": 0, "epochs": int(ckpt["config"]["train"]["epochs"])}]
+    if not hist or hist[-1]["epochs"] != cfg.train.epochs:
+        hist.append({"from_epoch": int(ckpt["epoch"]) + 1 if ckpt else 0,
+                     "epochs": cfg.train.epochs})
+    return hist
+
+
+def announce(run: Path, start_epoch: int, epochs: int, resume: dict) -> None:
+    """Epochs are counted from 1 everywhere a person reads them (bar, summary, JSON, CSV)."""
+    if start_epoch == 0:
+        print(f"pretrain: starting new run {run} ({epochs} epochs)")
+    elif start_epoch >= epochs:
+        print(f"pretrain: {run} is complete ({start_epoch}/{epochs} epochs)")
+    else:
+        print(f"pretrain: resuming {run} after epoch {start_epoch}/{epochs}")
+    for key, (old, new) in resume["changed"].items():
+        note = (f"; the LR and momentum schedules now span {new} epochs from epoch "
+                f"{start_epoch + 1} on" if key == "train.epochs" else "")
+        print(f"pretrain: {key} {old} -> {new} on resume{note}")
+
+
 def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
           monitor=None) -> Path:
     """Train ``cfg.method`` on the flow stage ``stage``; resumes from ``<run>/checkpoint.pt``.
 
     ``load_index()`` returns the motion index (called when the method needs one);
     ``monitor(model, stage, cfg, device, epoch, path)`` runs every ``train.knn_every``
-    epochs on rank 0 (``motionclr.pretrain.knn_monitor``)."""
+    epochs on rank 0 (``motionclr.pretrain.knn_monitor``; ``epoch`` counts finished
+    epochs from 1). Everything that can refuse (device, checkpoint, resume consistency)
+    runs before the run directory is written to.
+    """
     rank, world, local_rank = dist_info()
-    device = torch.device(cfg.train.device if cfg.train.device != "cuda" or world == 1
-                          else f"cuda:{local_rank}")
+    device = resolve_device(cfg.train.device, local_rank if world > 1 else None)
+    run = run_dir_of(cfg)
+    ckpt, resume = open_run(run, cfg, stage)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    run = run_dir_of(cfg)
-    run.mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        save_config(cfg, run / "config.yaml")
+        start_run_dir(run, cfg, resume)
     seed_everything(cfg.train.seed + rank)
 
     model = build_method(cfg).to(device)
@@ -128,7 +180,8 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
     if getattr(model, "needs_index", False):
         if load_index is None:
             raise ValueError(f"method {cfg.method.name} needs the motion index: pass load_index")
-        index = load_index()
+        with provenance.scope():
+            index = load_index()
     ds = ShardClipDataset(stage, "train", cfg.data.split, sampler=model.sampler(),
                           train=True, modalities=model.modalities, index=index, seed=cfg.train.seed)
     per_rank_batch = cfg.train.batch_size // world
@@ -145,22 +198,21 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
     lr_sched = cosine_schedule(lr, 0.0, cfg.train.epochs, ipe, cfg.train.warmup_epochs)
     m_sched = cosine_schedule(cfg.method.momentum, 1.0, cfg.train.epochs, ipe)
     scaler = torch.amp.GradScaler("cuda") if cfg.train.amp and device.type == "cuda" else None
+    schedules = schedule_history(ckpt, cfg)
 
     start_epoch = 0
     ckpt_path = run / "checkpoint.pt"
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt is not None:
+        load_weights(model, ckpt["model"], ckpt_path)
+        load_weights(optimizer, ckpt["optimizer"], ckpt_path)
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch = ckpt["epoch"] + 1
+        del ckpt
     if rank == 0:
         _truncate_log(run / "log.csv", start_epoch)
-        if progress and rank == 0:
-            print(f"pretrain: {run} is complete ({start_epoch} epochs)"
-                  if start_epoch >= cfg.train.epochs else
-                  f"pretrain: resuming {run} at epoch {start_epoch}")
+        if progress:
+            announce(run, start_epoch, cfg.train.epochs, resume)
     tb = None
     if rank == 0 and cfg.train.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -172,6 +224,7 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
             model, device_ids=[local_rank] if device.type == "cuda" else None)
 
     for epoch in range(start_epoch, cfg.train.epochs):
+        interrupts.check()
         sampler.set_epoch(epoch)
         ds.set_epoch(epoch)
         if hasattr(model, "set_epoch"):  # methods with epoch-dependent loss weights (MCL)
@@ -191,6 +244,7 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
             _save_checkpoint(ckpt_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None, "epoch": epoch,
+                "step": (epoch + 1) * ipe, "schedules": schedules,
                 "config": cfg.to_dict(), "stage": str(stage), "motionclr_checkpoint": 1})
             if progress:
                 msg = " ".join(f"{k}={v:.4f}" for k, v in means.items())
@@ -198,7 +252,7 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
                       f"({time.perf_counter() - t0:.1f}s)", flush=True)
         if rank == 0 and monitor is not None and cfg.train.knn_every > 0 and \
                 (epoch + 1) % cfg.train.knn_every == 0:
-            monitor(model, stage, cfg, device, epoch, run / "knn.csv")
+            monitor(model, stage, cfg, device, epoch + 1, run / "knn.csv")
         if not math.isfinite(means.get("loss", 0.0)):
             raise FloatingPointError("non-finite mean loss")
     if tb is not None:
