@@ -18,8 +18,9 @@ import numpy as np
 
 from motionclr.config import Config
 from motionclr.errors import UserError
-from motionclr.datasets.sources import SOURCES, VideoEntry, list_videos
+from motionclr.datasets.sources import SOURCES, VideoEntry, limit_entries, list_videos
 from motionclr.pipeline import shards
+from motionclr.pipeline.cache_admin import note_version_only_change, touch_used
 from motionclr.pipeline.cache import (FORMAT_VERSION, atomic_write_text, file_digest,
                                       remove_stale_tmp, stable_hash)
 from motionclr.pipeline.decode import DecodeError, decode_video, ffmpeg_version
@@ -229,14 +230,16 @@ def _run_parallel(todo: list[VideoEntry], cfg: Config, parts_dir: Path, progress
 def run_flow_stage(cfg: Config, progress: bool = True) -> Path:
     """Run (or resume, or skip) the flow stage; returns the stage directory."""
     entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split, **cfg.data.options)
-    if cfg.data.limit > 0:
-        entries = entries[:cfg.data.limit]
+    entries = limit_entries(entries, cfg.data.limit)
     out = stage_dir(cfg, entries)
     if (out / "manifest.json").is_file():
+        touch_used(out)
         if progress:
             print(f"flow: cache hit, {out} is complete")
         return out
     parts_dir = out / "parts"
+    if not out.exists():
+        note_version_only_change(out.parent, stage_params(cfg), str(cfg.data.root))
     with _storage(out):
         parts_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(parts_dir)
