@@ -98,3 +98,22 @@ def test_limit_keeps_whole_classes_and_both_subsets(tiny_root):
     assert limit_entries(entries, 0) == entries and limit_entries(entries, 999) == entries
     # the first N of the list (the old behaviour) held one subset only
     assert {e.subset for e in entries[:3]} != {"train", "test"}
+
+
+def test_make_profile_cpu_adds_the_demo_sizes_and_help_lists_targets(tmp_path):
+    from pathlib import Path
+    mk = ["make", "-s", "-f", str(Path(__file__).resolve().parents[1] / "Makefile"),
+          "-o", ".venv/bin/.installed", "MOTIONCLR=motionclr"]
+    dry = subprocess.run(mk + ["-n", "pretrain", "PROFILE=cpu"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "configs/methods/moco.yaml configs/demo.yaml " in dry.stdout
+    plain = subprocess.run(mk + ["-n", "pretrain"], capture_output=True, text=True,
+                           cwd=tmp_path)
+    assert "configs/demo.yaml" not in plain.stdout
+    bad = subprocess.run(mk + ["-n", "pretrain", "PROFILE=gpu"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "unknown PROFILE=gpu; known: cpu=configs/demo.yaml" in bad.stderr
+    helped = subprocess.run(mk + ["help"], capture_output=True, text=True, cwd=tmp_path)
+    for target in ("demo", "flow", "index", "pretrain", "eval-retrieval", "report", "PROFILE"):
+        assert target in helped.stdout
