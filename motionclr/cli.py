@@ -26,6 +26,12 @@ def _size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def cmd_generate(args):
     from motionclr.datasets.synthetic import generate
     cfg = _config(args)
@@ -132,9 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
         return s
 
     s = with_config("generate", cmd_generate, "write the embedded synthetic dataset")
-    s.add_argument("--groups", type=int, help="groups per class (default 6; a third are test)")
-    s.add_argument("--clips", type=int, help="clips per group (default 4)")
-    s.add_argument("--frames", type=int, help="frames per video (default 32)")
+    s.add_argument("--groups", type=_positive,
+                   help="groups per class (default 6; a third are test)")
+    s.add_argument("--clips", type=_positive, help="clips per group (default 4)")
+    s.add_argument("--frames", type=_positive, help="frames per video (default 32)")
     s.add_argument("--size", type=_size, help="WIDTHxHEIGHT (default 128x96)")
     s = with_config("config", cmd_config_show,
                     "config show: the resolved config, each value with where it came from")
