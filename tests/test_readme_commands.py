@@ -53,7 +53,10 @@ MAKE_KIND = {"flow": "flow", "index": "index", "pretrain": "pretrain", "eval-ret
 # Words that stand for something the reader fills in.
 SUBST = {"/data/ucf101": "data/ucf101",
          "motionclr flow ... --shard 3/16":
-             "motionclr flow --config configs/datasets/ucf101.yaml --shard 3/16"}
+             "motionclr flow --config configs/datasets/ucf101.yaml --shard 3/16",
+         # (into its own root: the tiny dataset the other lines use stays as it is)
+         "--groups G --clips C --frames T --size WxH":
+             "--groups 1 --clips 1 --frames 6 --size 48x32 data.root=data/generated"}
 # Batched PyTorch TV-L1 with its OpenCV-parity preset takes seconds per frame pair on CPU
 # (250 s for the 16 tiny videos on a loaded 2-core box): 2 videos of 4 frames show it runs.
 LINE_SHRINK = {"flow.method=tvl1_torch": ["data.limit=2", "decode.max_frames=4"]}
