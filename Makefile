@@ -1,5 +1,5 @@
 # motionclr — every target is a thin wrapper over the `motionclr` CLI.
-# Variables: DATASET DATA_ROOT CACHE METHOD RUN DEVICE WORKERS ARGS (dotted overrides).
+# Variables: DATASET DATA_ROOT CACHE METHOD RUN DEVICE WORKERS PROFILE ARGS; `make help`.
 # DEVICE: auto (CUDA when present) | cpu | cuda | cuda:N; eval targets default to auto.
 PYTHON   ?= python3
 VENV     := .venv
@@ -12,13 +12,38 @@ RUN      ?= runs/$(DATASET)-$(METHOD)
 DEVICE   ?= cpu
 WORKERS  ?= 2
 ARGS     ?=
-CONFIGS  := configs/datasets/$(DATASET).yaml configs/methods/$(METHOD).yaml
+# PROFILE=cpu adds the CPU sizes of configs/demo.yaml (small3d, 12 epochs, batch 16).
+PROFILE  ?=
+PROFILES := cpu=configs/demo.yaml
+PROFILE_CONFIG = $(if $(PROFILE),$(or $(patsubst $(PROFILE)=%,%,$(filter $(PROFILE)=%,$(PROFILES))),$(error unknown PROFILE=$(PROFILE); known: $(PROFILES))))
+CONFIGS  = configs/datasets/$(DATASET).yaml configs/methods/$(METHOD).yaml $(PROFILE_CONFIG)
 COMMON   := data.dataset=$(DATASET) data.root=$(DATA_ROOT) data.cache=$(CACHE) \
             pipeline.workers=$(WORKERS) flow.device=$(DEVICE)
 MOTIONCLR := $(BIN)/motionclr
 
-.PHONY: setup demo generate flow index pretrain eval-retrieval eval-linear eval-knn finetune \
-        retrieval-figure report bench bench-methods bench-gpu test lint clean
+.PHONY: help setup demo generate flow index pretrain eval-retrieval eval-linear eval-knn \
+        finetune retrieval-figure report bench bench-methods bench-gpu test lint clean
+
+help:
+	@echo 'motionclr: every target wraps the `motionclr` CLI (see README.md).'
+	@echo '  make demo            generate the embedded dataset, run every stage on CPU'
+	@echo '  make flow            decode + TV-L1 flow + HDF5 shards (cached; resumes)'
+	@echo '  make index           motion index (MDS, tubelets, segments) beside the shards'
+	@echo '  make pretrain        pretrain METHOD on the cached shards into RUN'
+	@echo '  make eval-retrieval  video retrieval R@k of RUN'
+	@echo '  make eval-linear     linear probe (SVM / softmax) of RUN'
+	@echo '  make eval-knn        kNN classification of RUN'
+	@echo '  make finetune        end-to-end finetuning of RUN'
+	@echo '  make retrieval-figure  query/top-k figure of RUN'
+	@echo '  make report          one page of everything measured for RUN'
+	@echo '  make bench           flow engines + clip reading -> docs/benchmarks.md'
+	@echo '  make bench-methods   every method, one budget -> docs/benchmarks.md'
+	@echo '  make test            the test suite;  make setup  the .venv;  make clean'
+	@echo 'Variables: DATASET=$(DATASET) DATA_ROOT=$(DATA_ROOT) CACHE=$(CACHE) METHOD=$(METHOD)'
+	@echo '  RUN=$(RUN) DEVICE=$(DEVICE) WORKERS=$(WORKERS) PROFILE=$(PROFILE) (cpu: configs/demo.yaml)'
+	@echo '  ARGS="section.key=value ..." dotted config overrides, passed to the CLI'
+	@echo 'CLI: motionclr --help; motionclr config show --config FILE... [overrides];'
+	@echo '  motionclr cache ls|gc [CACHE]'
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

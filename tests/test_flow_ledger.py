@@ -51,9 +51,9 @@ def test_identical_outputs_however_split(root, tmp_path):
 
 def test_dead_workers_claim_is_taken_over(root, tmp_path):
     cfg = load_config(None, tiny_overrides(root, tmp_path / "d", **{"data.limit": 2}))
-    from motionclr.datasets.sources import list_videos
+    from motionclr.datasets.sources import limit_entries, list_videos
     from motionclr.pipeline.flow_stage import stage_dir
-    entries = list_videos("synthetic", root)[:2]
+    entries = limit_entries(list_videos("synthetic", root), 2)
     out = stage_dir(cfg, entries)
     (out / "parts").mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

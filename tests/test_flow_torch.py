@@ -90,7 +90,7 @@ def test_batch_equals_single_pairs(cases, preset):
 
 
 def test_video_batches_equal_one_call():
-    frames = S.load_clip("bikes", size=SIZE, start=30, n_frames=4)
+    frames = S.load_clip("bunny_wide", size=SIZE, start=30, n_frames=4)
     whole = tvl1_torch(frames, preset="fast", batch_size=3)
     chunked = tvl1_torch(frames, preset="fast", batch_size=1)
     assert whole.shape == (3,) + SIZE + (2,) and whole.dtype == np.float32

@@ -45,7 +45,7 @@ def test_default_max_flow_is_the_largest_magnitude():
 
 
 def test_strip_and_side_by_side_layout():
-    rgb = S.load_clip("bikes", size=(32, 40), start=10, n_frames=9)
+    rgb = S.load_clip("bunny_wide", size=(32, 40), start=10, n_frames=9)
     flow = np.random.default_rng(0).normal(0, 2, (8, 32, 40, 2)).astype(np.float32)
     sbs = side_by_side(rgb, flow)
     assert sbs.shape == (8, 32, 80, 3)

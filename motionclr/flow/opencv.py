@@ -45,8 +45,9 @@ def _pairs(gray: list[np.ndarray], fn) -> np.ndarray:
 def make_tvl1(**params):
     p = _check_params(params, TVL1_DEFAULTS, "tvl1")
     if not hasattr(cv2, "optflow"):
+        from motionclr.envcheck import opencv_advice
         raise ImportError("cv2.optflow is missing: install opencv-contrib-python(-headless), "
-                          "not plain opencv-python")
+                          "not plain opencv-python. " + (opencv_advice() or ""))
     return cv2.optflow.DualTVL1OpticalFlow_create(
         tau=p["tau"], lambda_=p["lambda_"], theta=p["theta"], nscales=int(p["nscales"]),
         warps=int(p["warps"]), epsilon=p["epsilon"], innnerIterations=int(p["innnerIterations"]),

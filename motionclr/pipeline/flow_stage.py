@@ -24,8 +24,9 @@ import numpy as np
 from motionclr import provenance
 from motionclr.config import Config
 from motionclr.errors import StorageError, UserError
-from motionclr.datasets.sources import SOURCES, VideoEntry, list_videos
+from motionclr.datasets.sources import SOURCES, VideoEntry, limit_entries, list_videos
 from motionclr.pipeline import flow_batch
+from motionclr.pipeline.cache_admin import note_version_only_change, touch_used
 from motionclr.pipeline.cache import (atomic_write_text, file_digest, remove_stale_tmp,
                                       stable_hash, storage)
 from motionclr.pipeline.claims import claim, release
@@ -278,16 +279,18 @@ def run_flow_stage(cfg: Config, progress: bool = True, retry_failed: bool = Fals
     """
     validate_stage_config(cfg)  # before listing, decoding or writing anything
     entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split, **cfg.data.options)
-    if cfg.data.limit > 0:
-        entries = entries[:cfg.data.limit]
+    entries = limit_entries(entries, cfg.data.limit)
     out = stage_dir(cfg, entries)
     if (out / "manifest.json").is_file():
+        touch_used(out)
         if retry_failed:
             _retry_finished(cfg, out, entries, progress)
         elif progress:
             print(f"flow: cache hit, {out} is complete")
         return out
     parts_dir = out / "parts"
+    if not out.exists():
+        note_version_only_change(out.parent, stage_params(cfg), str(cfg.data.root))
     with _storage(out):
         parts_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(parts_dir)

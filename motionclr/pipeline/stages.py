@@ -26,16 +26,16 @@ def find_flow_stage(cfg: Config) -> Path:
     Without it (training on a copied cache), a complete stage whose recorded decode/flow
     parameters equal the config's is used.
     """
-    from motionclr.datasets.sources import list_videos
+    from motionclr.datasets.sources import limit_entries, list_videos
+    from motionclr.pipeline.cache_admin import touch_used
     from motionclr.pipeline.flow_stage import stage_dir, stage_params
 
     try:
         entries = list_videos(cfg.data.dataset, cfg.data.root, cfg.data.split,
                               **cfg.data.options)
-        if cfg.data.limit > 0:
-            entries = entries[:cfg.data.limit]
-        exact = stage_dir(cfg, entries)
+        exact = stage_dir(cfg, limit_entries(entries, cfg.data.limit))
         if (exact / "manifest.json").is_file():
+            touch_used(exact)
             return _usable(exact)
     except FileNotFoundError:
         exact = None
@@ -58,6 +58,7 @@ def find_flow_stage(cfg: Config) -> Path:
                for k in ("decode", "flow", "storage")):
             matches.append(man.parent)
     if len(matches) == 1:
+        touch_used(matches[0])
         return _usable(matches[0])
     if len(matches) > 1:
         raise FileNotFoundError(f"several finished flow stages match this config and the "

@@ -39,4 +39,30 @@ def list_videos(dataset: str, root, split: int = 1, **options) -> list[VideoEntr
     return entries
 
 
-__all__ = ["SOURCES", "VideoEntry", "list_videos"]
+def limit_entries(entries: list[VideoEntry], limit: int) -> list[VideoEntry]:
+    """``data.limit``: whole classes, in label order, until at least ``limit`` videos.
+
+    Every kept class keeps all its videos, train and test, so a smoke run still has both
+    subsets and labels 0..k-1 (the first N of the list were often one subset and a cut
+    class). Unlabelled videos (label -1) are dropped unless nothing is labelled, when the
+    first ``limit`` are kept. ``limit`` <= 0 keeps everything; the list's order is kept.
+    """
+    if limit <= 0:
+        return list(entries)
+    labels = sorted({e.label for e in entries if e.label >= 0})
+    if not labels:
+        return list(entries[:limit])
+    counts = {lab: 0 for lab in labels}
+    for e in entries:
+        if e.label >= 0:
+            counts[e.label] += 1
+    keep, n = set(), 0
+    for lab in labels:
+        if n >= limit:
+            break
+        keep.add(lab)
+        n += counts[lab]
+    return [e for e in entries if e.label in keep]
+
+
+__all__ = ["SOURCES", "VideoEntry", "list_videos", "limit_entries"]
