@@ -3,7 +3,8 @@
 h5py's read path costs more than the read itself for 16-frame clips: hyperslab selection,
 the chunk cache, a gather copy, and for strided clips a pathological slow path. Frames of
 an uncompressed, time-chunked dataset are fixed byte ranges in the file, so after one
-metadata lookup per dataset they can be read straight into the output with ``preadv``.
+metadata lookup per dataset they can be copied straight into the output (from a read-only
+map of the file, or with ``preadv``).
 """
 from __future__ import annotations
 
@@ -21,14 +22,15 @@ except (AttributeError, ValueError, OSError):
 
 
 class FrameReader:
-    """Frames of uncompressed HDF5 datasets read with ``os.preadv`` straight into the output.
+    """Frames of uncompressed HDF5 datasets copied straight into the output.
 
     h5py stays for metadata only: per dataset the byte offset of every chunk is looked up
     once (``get_chunk_info_by_coord``; contiguous layout: ``get_offset``), then frame t of a
     chunk of c frames is the byte range ``chunk_offset[t // c] + (t % c) * frame_bytes``.
-    Frames adjacent in the *file* become one ``preadv`` that scatters them into their slots
-    of the output, whatever their order in the clip: in a phase-major shard
-    (``motionclr.pipeline.shards``) a stride-2 clip is one read, a stride-1 clip two. Only
+    Frames adjacent in the *file* become one copy (from a read-only map of the file; a
+    ``preadv`` where it cannot be mapped) that scatters them into their slots of the output,
+    whatever their order in the clip: in a phase-major shard (``motionclr.pipeline.shards``)
+    a stride-2 clip is one range, a stride-1 clip two. Only
     the clip's own frames are read, with one copy (page cache -> output) and no HDF5
     hyperslab machinery, chunk cache or gather copy. Compressed datasets fall back to a
     contiguous h5py range read. The file descriptor is opened lazily per process.
