@@ -249,8 +249,8 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         "work at all: the gap between the two is the reader's per-clip work (sampling, "
         "planning, read-ahead hints, Python). h5py's hyperslab path (read the 31-frame span "
         "of a stride-2 clip, gather 16) measured 3-4x slower here, and a worker-side "
-        "transpose to (C,T,H,W) halved the rate again, so samples stay channel-last and `batch_to_device` permutes "
-        "them on the device.",
+        "transpose to (C,T,H,W) halved the rate again, so samples stay channel-last and "
+        "`batch_to_device` permutes them on the device.",
         "- Phase-major shards (`pipeline.time_phases`, default 2; `motionclr/pipeline/"
         "shards.py`): every frame is its own HDF5 chunk, written even frames first, then odd "
         "ones, so the arrays stay in time order for any HDF5 reader while a stride-2 clip is "
