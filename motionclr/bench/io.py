@@ -87,7 +87,7 @@ ROWS = {  # result key -> table label
     "pyav": "on the fly, in process: PyAV (RGB only)",
     "cv2": "on the fly, in process: `cv2.VideoCapture` (RGB only)",
     "ffmpeg": "on the fly, one ffmpeg subprocess per clip (RGB only)",
-    "copy": "copy ceiling: the shard reader's byte ranges copied from a map of the files",
+    "copy": "copy ceiling: the shard reader's byte ranges, one `preadv` each, nothing else",
 }
 
 
@@ -241,13 +241,14 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         "Notes:",
         "",
         "- The read path: `FrameReader` (`motionclr/datasets/frame_reader.py`) takes each "
-        "video's chunk offsets from the manifest (a few runs per video), then copies "
-        "exactly the clip's frames into the output from a read-only map of the shard, one "
-        "copy per range of frames adjacent in the file (`preadv` where the file cannot be "
-        "mapped; the map saves the kernel's per-page lookups and measured 10-15 % faster in "
-        "scratch runs here). The copy-ceiling row copies the same ranges with no per-clip "
-        "work at all: the gap between the two is the reader's per-clip work (sampling, "
-        "planning, read-ahead hints, Python). h5py's hyperslab path (read the 31-frame span "
+        "video's chunk offsets from the manifest (a few runs per video), then `preadv`s "
+        "exactly the clip's frames into the output, one call per range of frames adjacent "
+        "in the file. The copy-ceiling row `preadv`s the same ranges with no per-clip work "
+        "at all: the gap between the two is the reader's per-clip work (sampling, planning, "
+        "read-ahead hints, Python). A read-only `mmap` of the shards copied ~10 % faster "
+        "warm in scratch runs, but mapped pages survive `drop_caches` (cold runs came out "
+        "warm) and page out less readily, so the reader stays with `preadv`. h5py's "
+        "hyperslab path (read the 31-frame span "
         "of a stride-2 clip, gather 16) measured 3-4x slower here, and a worker-side "
         "transpose to (C,T,H,W) halved the rate again, so samples stay channel-last and "
         "`batch_to_device` permutes them on the device.",
@@ -351,7 +352,7 @@ def targets(res: dict, sizes: dict) -> list[str]:
     cp = _median_ratio(res, "shards", "copy")
     if cp and inproc:
         out.append(f"for scale: the shard reader runs at {cp:.0%} of the copy ceiling (the "
-                   "same bytes copied from a map with no per-clip work), and that ceiling is "
+                   "same byte ranges read with no per-clip work), and that ceiling is "
                    f"{_median_ratio(res, 'copy', inproc):.0f}× the in-process decode: what "
                    "any reader that copies each clip out of the page cache could reach here")
     for j in ("jpeg-q95", "jpeg-q90"):

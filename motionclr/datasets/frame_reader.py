@@ -3,12 +3,10 @@
 h5py's read path costs more than the read itself for 16-frame clips: hyperslab selection,
 the chunk cache, a gather copy, and for strided clips a pathological slow path. Frames of
 an uncompressed, time-chunked dataset are fixed byte ranges in the file, so after one
-metadata lookup per dataset they can be copied straight into the output (from a read-only
-map of the file, or with ``preadv``).
+metadata lookup per dataset they can be read straight into the output with ``preadv``.
 """
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 
@@ -22,15 +20,14 @@ except (AttributeError, ValueError, OSError):
 
 
 class FrameReader:
-    """Frames of uncompressed HDF5 datasets copied straight into the output.
+    """Frames of uncompressed HDF5 datasets read with ``os.preadv`` straight into the output.
 
     h5py stays for metadata only: per dataset the byte offset of every chunk is looked up
     once (``get_chunk_info_by_coord``; contiguous layout: ``get_offset``), then frame t of a
     chunk of c frames is the byte range ``chunk_offset[t // c] + (t % c) * frame_bytes``.
-    Frames adjacent in the *file* become one copy (from a read-only map of the file; a
-    ``preadv`` where it cannot be mapped) that scatters them into their slots of the output,
-    whatever their order in the clip: in a phase-major shard (``motionclr.pipeline.shards``)
-    a stride-2 clip is one range, a stride-1 clip two. Only
+    Frames adjacent in the *file* become one ``preadv`` that scatters them into their slots
+    of the output, whatever their order in the clip: in a phase-major shard
+    (``motionclr.pipeline.shards``) a stride-2 clip is one read, a stride-1 clip two. Only
     the clip's own frames are read, with one copy (page cache -> output) and no HDF5
     hyperslab machinery, chunk cache or gather copy. Compressed datasets fall back to a
     contiguous h5py range read. The file descriptor is opened lazily per process.
@@ -45,11 +42,10 @@ class FrameReader:
         self.known = known or {}
         self.merge_gap = int(merge_gap)
         self._fd, self._pid, self._tables = None, None, {}
-        self._map, self._map_failed = None, False
 
     def __getstate__(self):
         return {"path": self.path, "known": self.known, "merge_gap": self.merge_gap,
-                "_fd": None, "_pid": None, "_tables": {}, "_map": None, "_map_failed": False}
+                "_fd": None, "_pid": None, "_tables": {}}
 
     @staticmethod
     def table(ds: h5py.Dataset):
@@ -72,7 +68,6 @@ class FrameReader:
         """(table, frame byte positions, frame bytes) of ``idx``; table None = compressed."""
         if self._pid != os.getpid():
             self._fd, self._pid, self._tables = os.open(self.path, os.O_RDONLY), os.getpid(), {}
-            self._map, self._map_failed = None, False  # mapped on first read (``_copy``)
         if key not in self._tables:
             k = self.known.get(key)
             if k is not None:
@@ -190,27 +185,17 @@ class FrameReader:
         return out
 
     def _copy(self, out: np.ndarray, run: np.ndarray, off: int, fb: int) -> None:
-        """File bytes ``[off, off + len(run) * fb)`` into frames ``run`` of ``out``.
+        """File bytes ``[off, off + len(run) * fb)`` into frames ``run`` of ``out``: one
+        ``preadv``, into one buffer where the frames' slots are consecutive in ``out``.
 
-        Copied from a read-only map of the file: once its pages are mapped that is a plain
-        memcpy, where ``preadv`` pays a page-cache lookup per 4 KiB page (measured ~10-60 %
-        faster on warm clips). Where the file cannot be mapped, ``preadv``.
+        (A read-only ``mmap`` of the shard copied ~10 % faster warm in scratch runs, but
+        mapped pages survive ``drop_caches`` and page out less readily, and a cold fault
+        reads 128 KiB at a time instead of the whole range: kept out.)
         """
-        n = len(run) * fb
-        if self._map is None and not self._map_failed:
-            try:
-                self._map = np.frombuffer(mmap.mmap(self._fd, 0, prot=mmap.PROT_READ),
-                                          np.uint8)
-            except (OSError, ValueError):
-                self._map_failed = True
-        if self._map is not None:
-            if off + n > len(self._map):  # beyond the end: never touch unmapped pages
+        if run[-1] - run[0] == len(run) - 1 and (len(run) == 1 or (np.diff(run) == 1).all()):
+            bufs = [out[run[0]:run[-1] + 1]]
+            if os.preadv(self._fd, bufs, off) != len(run) * fb:
                 raise OSError(f"short read from {self.path}")
-            flat = out.reshape(len(out), -1).view(np.uint8)
-            if run[-1] - run[0] == len(run) - 1 and (len(run) == 1 or (np.diff(run) == 1).all()):
-                flat[run[0]:run[-1] + 1].reshape(-1)[:] = self._map[off:off + n]
-            else:
-                flat[run] = self._map[off:off + n].reshape(len(run), -1)
             return
         for j in range(0, len(run), _IOV_MAX):  # preadv takes at most IOV_MAX buffers
             part = run[j:j + _IOV_MAX]
