@@ -363,3 +363,17 @@ def test_untouched_samples_are_not_copied():
     assert out["rgb"] is x["rgb"] and out["flow"] is x["flow"]
     assert T.random_grayscale(x["rgb"], _gen(), p=0.0) is x["rgb"]
     assert T.color_jitter(x["rgb"], _gen(), p=0.0) is x["rgb"]
+
+
+def test_hflip_inplace_writes_the_batch_and_matches():
+    x = {"rgb": torch.rand(4, 3, 2, 5, 6, generator=_gen()),
+         "flow": torch.randn(4, 2, 2, 5, 6, generator=_gen(1))}
+    m = torch.tensor([True, False, True, False])
+    want = _old_hflip(x, m)
+    keep = {k: v.clone() for k, v in x.items()}
+    copy = T.hflip(x, m)
+    assert all(torch.equal(x[k], keep[k]) for k in x)  # the default leaves the input alone
+    same = T.hflip(x, m, inplace=True)
+    for k in ("rgb", "flow"):
+        assert torch.equal(copy[k], want[k]) and torch.equal(same[k], want[k])
+        assert same[k] is x[k]

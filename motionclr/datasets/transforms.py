@@ -271,20 +271,21 @@ def apply_boxes(batch: dict, boxes: torch.Tensor, size, bound: float = 20.0) -> 
 
 # ----------------------------------------------------------------------------- flip / FRA
 
-def hflip(batch: dict, mask: torch.Tensor) -> dict:
+def hflip(batch: dict, mask: torch.Tensor, inplace: bool = False) -> dict:
     """Mirror the samples where ``mask`` (``(B,)`` bool) is set; their flow dx is negated.
-    Only those samples are touched (none set: the tensors are returned as they are)."""
+    Only those samples are touched (none set: the tensors are returned as they are);
+    ``inplace`` writes them into the batch's own tensors instead of copies."""
     out = dict(batch)
     m = mask.to(next(v.device for k, v in batch.items() if k in ("rgb", "flow")))
     idx = m.nonzero().flatten()
     if idx.numel() == 0:
         return out
     if "rgb" in batch:
-        x = batch["rgb"].clone()
+        x = batch["rgb"] if inplace else batch["rgb"].clone()
         x[idx] = x[idx].flip(-1)
         out["rgb"] = x
     if "flow" in batch:
-        f = batch["flow"].clone()
+        f = batch["flow"] if inplace else batch["flow"].clone()
         sign = torch.tensor([-1.0, 1.0], device=f.device, dtype=f.dtype)
         f[idx] = f[idx].flip(-1) * sign[None, :, None, None, None]
         out["flow"] = f
@@ -635,7 +636,7 @@ class GPUAugment:
         x = apply_boxes(batch, boxes, c.size, c.bound)  # uint8 cut to the box, then float
         fl = self._resolve_flip(batch, B, generator, device, flip)
         if c.train:
-            x = hflip(x, fl)
+            x = hflip(x, fl, inplace=True)  # x is apply_boxes' fresh output
             if "rgb" in x:
                 rgb = x["rgb"]
                 if c.jitter_p > 0:
