@@ -132,7 +132,7 @@ def test_bench_flow_writes_its_section_only(tmp_path):
     out.write_text(f"# Benchmarks\n\nintro\n\n{START}\nold table\n{END}\n\n<!-- bench:io:start -->"
                    f"\nio table\n<!-- bench:io:end -->\n")
     argv = ["--pairs", "1", "--size", "80x64", "--methods", "tvl1,dis,raft_small",
-            "--threads", "1", "--out", str(out)]
+            "--threads", "1", "--rounds", "2", "--out", str(out)]
     n_cv = cv2.getNumThreads()
     try:
         assert main(argv) == 0
@@ -142,6 +142,7 @@ def test_bench_flow_writes_its_section_only(tmp_path):
     assert "old table" not in text and "io table" in text and text.count(START) == 1
     section = text[text.index(START):text.index(END)]
     assert "motionclr bench flow --pairs 1" in section and "torch " in section
+    assert "median of 2 interleaved rounds" in section
     assert "| tvl1 (OpenCV CPU) |" in section and "| dis medium (OpenCV) |" in section
     assert "skipped: no checkpoint (--raft-small PATH)" in section
     assert "tvl1_torch" not in section  # --methods selects
