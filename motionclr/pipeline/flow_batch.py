@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from motionclr.config import Config
+from motionclr.errors import UserError
 from motionclr.datasets.sources import VideoEntry
 from motionclr.pipeline import shards
 from motionclr.pipeline.cache import file_digest
@@ -315,8 +316,12 @@ def run_batched(todo: list[VideoEntry], cfg: Config, parts_dir: Path, progress: 
     path. ``devices`` (default: ``devices_for(flow.device)``): one process per entry when
     there are several, each taking the list from a different start on the same ledger."""
     from tqdm import tqdm
+    import torch
     devices = devices or devices_for(str(cfg.flow.device))
     _flow_params(cfg)  # bad parameters: one clear error before any process starts
+    if any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+        raise UserError(f"flow.device={cfg.flow.device} but no CUDA device is visible to torch; "
+                        "use flow.device=cpu (or DEVICE=cpu)")
     bar = tqdm(total=len(todo), unit="video", disable=not progress, desc="flow")
     if len(devices) == 1:
         r = _Runner(todo, cfg, parts_dir, devices[0], on_result=lambda _: bar.update(1)).run()
