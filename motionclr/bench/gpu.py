@@ -376,8 +376,8 @@ def render(res: Result, cmd: str, small: bool) -> str:
         p = s["pipeline"]
         fs, rd = p["flow_stage"], p["reader"]
         lines += ["### Flow stage, shard reader and GPU augmentation", "",
-                  f"- Flow stage (`tvl1_torch` {fs['preset']} preset on `{res.device}`, decode + flow + "
-                  f"parts + shards): {fs['videos']} synthetic videos, {fs['pairs']} pairs at "
+                  f"- Flow stage (`tvl1_torch` {fs['preset']} preset on `{res.device}`, "
+                  f"decode + flow + parts + shards): {fs['videos']} synthetic videos, {fs['pairs']} pairs at "
                   f"{fs['size'][0]}x{fs['size'][1]}: {_f(fs['pairs_per_s'])} pairs/s"
                   f"{' (cached from an earlier run)' if fs['cached'] else ''}; peak "
                   f"{_f(fs['peak_mib'], '.0f')} MiB.",

@@ -208,8 +208,8 @@ class _Runner:
         pd = self.parts_dir
         try:
             with _storage(pd):
-                shards.write_part(pd, v.entry.video_id, v.frames,
-                                  quantize(v.flow, self.cfg.flow.bound), _attrs(v, self.cfg, v.flow),
+                q = quantize(v.flow, self.cfg.flow.bound)
+                shards.write_part(pd, v.entry.video_id, v.frames, q, _attrs(v, self.cfg, v.flow),
                                   compression=self.cfg.pipeline.compression)
                 _event(pd, v.entry.video_id, "done", time.perf_counter() - v.t0)
         finally:
