@@ -142,3 +142,14 @@ def test_cuda_devices_are_one_process_each():
     assert not flow_batch.wanted(load_config(None, ["flow.method=tvl1", "flow.device=cuda"]))
     assert not flow_batch.wanted(load_config(None, ["flow.method=tvl1_torch",
                                                     "flow.device=cpu"]))
+
+
+def test_cuda_without_a_gpu_is_one_clear_error(mixed_root, tmp_path):
+    import torch
+    from motionclr.errors import UserError
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    cfg = _cfg(mixed_root, tmp_path, **{"flow.device": "cuda"})
+    with pytest.raises(UserError, match="no CUDA device is visible"):
+        run_flow_stage(cfg, progress=False)
+    assert not list(tmp_path.rglob("*.claim"))  # nothing was claimed

@@ -132,7 +132,7 @@ def test_bench_flow_writes_its_section_only(tmp_path):
     out.write_text(f"# Benchmarks\n\nintro\n\n{START}\nold table\n{END}\n\n<!-- bench:io:start -->"
                    f"\nio table\n<!-- bench:io:end -->\n")
     argv = ["--pairs", "1", "--size", "80x64", "--methods", "tvl1,dis,raft_small",
-            "--threads", "1", "--out", str(out)]
+            "--threads", "1", "--rounds", "2", "--out", str(out)]
     n_cv = cv2.getNumThreads()
     try:
         assert main(argv) == 0
@@ -142,6 +142,7 @@ def test_bench_flow_writes_its_section_only(tmp_path):
     assert "old table" not in text and "io table" in text and text.count(START) == 1
     section = text[text.index(START):text.index(END)]
     assert "motionclr bench flow --pairs 1" in section and "torch " in section
+    assert "median of 2 interleaved rounds" in section
     assert "| tvl1 (OpenCV CPU) |" in section and "| dis medium (OpenCV) |" in section
     assert "skipped: no checkpoint (--raft-small PATH)" in section
     assert "tvl1_torch" not in section  # --methods selects
@@ -150,3 +151,29 @@ def test_bench_flow_writes_its_section_only(tmp_path):
     assert "| method | shift | rotate | zoom | mixed |" in table
     row = next(line for line in table.splitlines() if line.startswith("| dis medium"))
     assert row.count("(+") + row.count("(-") == 4
+
+
+OLD_FAST = {"scale_step": 0.5, "nscales": 5, "warps": 4}  # the preset before issue 15
+
+
+@pytest.fixture(scope="module")
+def footage_cases():
+    """The motion suite at 340x256 on frame 0 of the real ``bikes`` footage (the texture
+    where the earlier ``fast`` preset lost most), with OpenCV's EPE per motion type."""
+    from motionclr.flow.opencv import tvl1
+    cases = S.motion_suite((256, 340), textures=(("bikes", 0),))
+    return cases, S.epe_by_type(cases, [tvl1(c.frames)[0] for c in cases])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params,ok", [({}, True), (OLD_FAST, False)])
+def test_fast_preset_within_opencv_plus_005_per_motion_type(footage_cases, params, ok):
+    """GT EPE of ``fast`` <= OpenCV's + 0.05 px for shift, rotate, zoom and mixed motions."""
+    import torch
+    from motionclr.flow.tvl1_torch import rgb_to_gray, tvl1_pairs
+    cases, ref = footage_cases
+    g = rgb_to_gray(torch.from_numpy(np.stack([c.frames for c in cases])))
+    fast = tvl1_pairs(g[:, 0].contiguous(), g[:, 1].contiguous(), preset="fast", **params)
+    got = S.epe_by_type(cases, list(fast.numpy()))
+    within = {t: got[t] <= ref[t] + 0.05 for t in S.MOTION_TYPES}
+    assert all(within.values()) == ok, (got, ref)

@@ -54,6 +54,7 @@ class Entry:
     epe_types: dict = field(default_factory=dict)     # motion type -> mean GT EPE
     epe_vs_tvl1: dict = field(default_factory=dict)   # clip name -> mean EPE vs OpenCV tvl1
     residual: float = float("nan")
+    rounds: list = field(default_factory=list)        # (wall s, CPU s) per timed pass
 
 
 def entries(args) -> list[Entry]:
@@ -82,19 +83,28 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_entry(e: Entry, clips: list[np.ndarray], cases: list, ref: list[np.ndarray] | None,
-              device: str, motion_cases: list = ()) -> list[np.ndarray]:
-    """Time ``e`` on the real clips and score it; returns its flows on the clips."""
+def time_entry(e: Entry, clips: list[np.ndarray], device: str) -> list[np.ndarray]:
+    """One timed pass of ``e`` over the real clips; appends to ``e.rounds``; returns flows."""
     fn = lambda frames: compute_flow(frames, e.method, device=device, **e.params)  # noqa: E731
-    fn(clips[0][:2])  # warm-up: model load, allocator, first-call dispatch
+    if not e.rounds:
+        fn(clips[0][:2])  # warm-up: model load, allocator, first-call dispatch
     _sync(device)
     flows, t0, c0 = [], time.perf_counter(), time.process_time()
     for frames in clips:
         flows.append(fn(frames))
     _sync(device)
-    e.seconds = time.perf_counter() - t0
-    e.cpu_seconds = time.process_time() - c0
+    e.rounds.append((time.perf_counter() - t0, time.process_time() - c0))
+    e.seconds = float(np.median([r[0] for r in e.rounds]))
+    e.cpu_seconds = float(np.median([r[1] for r in e.rounds]))
     e.pairs = sum(len(f) for f in flows)
+    return flows
+
+
+def run_entry(e: Entry, clips: list[np.ndarray], cases: list, ref: list[np.ndarray] | None,
+              device: str, motion_cases: list = ()) -> list[np.ndarray]:
+    """Time ``e`` on the real clips (unless already timed) and score it; returns its flows."""
+    fn = lambda frames: compute_flow(frames, e.method, device=device, **e.params)  # noqa: E731
+    flows = time_entry(e, clips, device) if not e.rounds else [fn(c) for c in clips]
     for c in cases:
         e.epe_cases[c.name] = S.epe(fn(c.frames)[0], c.flow, c.valid)
     e.epe_small = float(np.mean([e.epe_cases[c.name] for c in cases if "large" not in c.tags]))
@@ -150,8 +160,10 @@ def render(results: list[Entry], cases: list, args, cmd: str, threads: str,
         f"torchvision {_version('torchvision')}, OpenCV {cv2.__version__}, numpy {np.__version__}",
         f"- Command: `{cmd}`",
         f"- Speed: {args.pairs} consecutive pairs of each of {', '.join(S.CLIPS)} at {w}x{h} "
-        f"(whole clip per call, batch size {args.batch_size} for torch methods); one run. "
-        "pairs/s is wall-clock; \"CPU ms/pair\" is the process's CPU time, which other jobs on "
+        f"(whole clip per call, batch size {args.batch_size} for torch methods); "
+        + (f"median of {args.rounds} interleaved rounds (each round times every method once). "
+           if args.rounds > 1 else "one run. ")
+        + "pairs/s is wall-clock; \"CPU ms/pair\" is the process's CPU time, which other jobs on "
         "a shared machine disturb much less (for CUDA runs it only counts the host side).",
         "- EPE vs GT: synthetic suite at the same size (real texture warped by a known motion; "
         "mean end-point error over visible pixels 8 px from the border); "
@@ -235,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raft-small", default="", help="local raft_small state_dict")
     ap.add_argument("--raft-large", default="", help="local raft_large state_dict")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="interleaved timing rounds (medians reported; 1: time while scoring)")
     ap.add_argument("--no-motion-suite", action="store_true",
                     help="skip the per-motion-type GT table (27 more pairs per method)")
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -249,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     cases = S.synthetic_suite(args.size)
     motion_cases = S.motion_suite(args.size) if not args.no_motion_suite else []
     results, ref = entries(args), None
+    # Interleaved timing: round r times every method once before round r + 1, so load from
+    # other jobs on a shared machine falls on all methods alike; medians are reported.
+    for r in range(args.rounds if args.rounds > 1 else 0):
+        for e in results:
+            if not e.skipped:
+                time_entry(e, clips, args.device)
+        print(f"timing round {r + 1}/{args.rounds} done", flush=True)
     for e in results:
         if e.skipped:
             print(f"{e.label}: skipped ({e.skipped})", flush=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from motionclr.config import Config
+from motionclr.errors import UserError
 from motionclr.datasets.sources import VideoEntry
 from motionclr.pipeline.claims import claim, release
 from motionclr.storage import shards
@@ -208,8 +209,8 @@ class _Runner:
         pd = self.parts_dir
         try:
             with _storage(pd):
-                shards.write_part(pd, v.entry.video_id, v.frames,
-                                  quantize(v.flow, self.cfg.flow.bound), _attrs(v, self.cfg, v.flow),
+                q = quantize(v.flow, self.cfg.flow.bound)
+                shards.write_part(pd, v.entry.video_id, v.frames, q, _attrs(v, self.cfg, v.flow),
                                   compression=self.cfg.pipeline.compression)
                 _event(pd, v.entry.video_id, "done", time.perf_counter() - v.t0)
         finally:
@@ -316,8 +317,12 @@ def run_batched(todo: list[VideoEntry], cfg: Config, parts_dir: Path, progress: 
     path. ``devices`` (default: ``devices_for(flow.device)``): one process per entry when
     there are several, each taking the list from a different start on the same ledger."""
     from tqdm import tqdm
+    import torch
     devices = devices or devices_for(str(cfg.flow.device))
     _flow_params(cfg)  # bad parameters: one clear error before any process starts
+    if any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+        raise UserError(f"flow.device={cfg.flow.device} but no CUDA device is visible to torch; "
+                        "use flow.device=cpu (or DEVICE=cpu)")
     bar = tqdm(total=len(todo), unit="video", disable=not progress, desc="flow")
     if len(devices) == 1:
         r = _Runner(todo, cfg, parts_dir, devices[0], on_result=lambda _: bar.update(1)).run()
