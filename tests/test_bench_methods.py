@@ -108,3 +108,18 @@ def test_list_shows_the_selection_without_training(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "7 run(s) selected" in out and "synthetic-objects/mcl/no-mal/s1" in out
     assert not (tmp_path / "results.json").exists()
+
+
+def test_rows_from_pieces_run_side_by_side_are_merged(tmp_path):
+    """Two benches sharing a workdir each save only their own finished run; the file is
+    re-read under the lock, so neither overwrites the other's row."""
+    path = tmp_path / "results.json"
+    row = {"recall": {1: 0.25, 5: 0.5}, "seed": 0, "seconds": 1.0}
+    first = bm.save_row(path, "budget", "synthetic/moco/default/s0", row)
+    assert list(first["budget"]) == ["synthetic/moco/default/s0"]
+    # the other bench started before the first row existed and knows nothing of it
+    bm.save_row(path, "budget", "synthetic-objects/mcl/no-mal/s1", {**row, "seed": 1})
+    cache = bm.load_cache(path)
+    assert sorted(cache["budget"]) == ["synthetic-objects/mcl/no-mal/s1",
+                                       "synthetic/moco/default/s0"]
+    assert cache["budget"]["synthetic/moco/default/s0"]["recall"] == {1: 0.25, 5: 0.5}
