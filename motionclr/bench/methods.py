@@ -14,7 +14,8 @@ evaluated by retrieval (test queries the train gallery; CoCLR/MSCL protocol,
 Every run is cached in ``<workdir>/results.json`` under its key (dataset/method/variant/
 seed) and its budget, written after each run: a rerun computes only what is missing, so the
 bench can be run in pieces (``--tables``, ``--datasets``, ``--methods``, ``--only-seeds``;
-``--list`` shows the plan). Each call rewrites docs/benchmarks.md between
+``--list`` shows the plan), also side by side in one workdir (rows are merged under a lock;
+the 2-core budget then no longer holds for the seconds columns). Each call rewrites docs/benchmarks.md between
 ``<!-- bench:methods:start -->`` and ``<!-- bench:methods:end -->`` from all cached runs of
 the budget (missing ones marked), as does ``--render-only`` without training.
 
@@ -382,10 +383,20 @@ def load_cache(path: Path) -> dict:
     return out
 
 
-def save_cache(path: Path, cache: dict) -> None:
+def save_row(path: Path, budget: str, key: str, row: dict) -> dict:
+    """Add one finished run to ``path`` and return the whole cache. The file is re-read
+    under a lock and merged, so benches running other pieces in the same workdir at the
+    same time keep each other's rows."""
+    import fcntl
+
     from motionclr.pipeline.cache import atomic_write_text
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"budgets": cache}, indent=1))
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cache = load_cache(path)
+        cache.setdefault(budget, {})[key] = row
+        atomic_write_text(path, json.dumps({"budgets": cache}, indent=1))
+    return cache
 
 
 def _commit() -> str:
@@ -463,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
             row.update(key=r.key, variant=r.variant, overrides=list(r.overrides),
                        command=cmd.strip(), commit=_commit(),
                        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-            mine[r.key] = row
-            save_cache(cache_path, cache)  # after every run: a stopped bench resumes here
+            # after every run: a stopped bench resumes here
+            mine = save_row(cache_path, budget["key"], r.key, row)[budget["key"]]
             print(f"{r.key}: R@1 {100 * row['recall'][1]:.1f} R@5 {100 * row['recall'][5]:.1f}"
                   f" ({row['seconds']:.0f}s, {row['cpu_seconds']:.0f} CPU s)", flush=True)
     if not mine:
