@@ -47,7 +47,7 @@ def test_motion_suite_types_and_ground_truth():
     assert len(cases) == 9 * len(S.MOTION_TEXTURES)
     assert [c.tags[0] for c in cases[:9]] == ["shift"] * 3 + ["rotate"] * 2 + ["zoom"] * 2 \
         + ["mixed"] * 2
-    by = {c.name.split("@")[0]: c for c in cases if c.name.endswith("bikes60")}
+    by = {c.name.split("@")[0]: c for c in cases if c.name.endswith("bunny_wide60")}
     h, w = SIZE
     cx, cy = (w - 1) / 2, (h - 1) / 2
     # rotation by +2 deg about the centre: the right edge's midpoint moves down (+y)
@@ -158,10 +158,10 @@ OLD_FAST = {"scale_step": 0.5, "nscales": 5, "warps": 4}  # the preset before is
 
 @pytest.fixture(scope="module")
 def footage_cases():
-    """The motion suite at 340x256 on frame 0 of the real ``bikes`` footage (the texture
+    """The motion suite at 340x256 on frame 0 of the real ``bunny_wide`` footage (the texture
     where the earlier ``fast`` preset lost most), with OpenCV's EPE per motion type."""
     from motionclr.flow.opencv import tvl1
-    cases = S.motion_suite((256, 340), textures=(("bikes", 0),))
+    cases = S.motion_suite((256, 340), textures=(("bunny_wide", 0),))
     return cases, S.epe_by_type(cases, [tvl1(c.frames)[0] for c in cases])
 
 
