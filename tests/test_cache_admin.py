@@ -36,7 +36,7 @@ def test_ls_shows_each_stage_and_gc_follows_its_policy(tiny_root, tmp_path):
     res = _cli("cache", "ls", str(cache))
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    assert f"{done}  synthetic  tvl1  short_side=32" in out
+    assert f"{done}  synthetic  {load_config(None, over).flow.method}  short_side=32" in out
     assert f"{other}  synthetic  farneback" in out
     assert f"complete: {len(man['videos'])} ok, 0 failed" in out
     assert "unfinished: 1 ok, 0 failed" in out          # one of its 2 videos was done

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from motionclr.bench import write_section
+from motionclr.errors import UserError
 
 DATASETS = ("synthetic", "synthetic-objects")
 DATASET_TITLES = {"synthetic": "camera motion (`synthetic`)",
@@ -428,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [t for t in tables if t not in TABLES] + [
         d for d in _csv(args.datasets) if d not in DATASETS]
     if bad:
-        raise SystemExit(f"bench methods: unknown table/dataset {bad}; tables {list(TABLES)}, "
+        raise UserError(f"unknown table/dataset {bad}; tables {list(TABLES)}, "
                          f"datasets {list(DATASETS)}")
     datasets = _csv(args.datasets)
     chosen = _csv(args.methods)
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     now = [int(s) for s in _csv(args.only_seeds)] or seeds
     if set(now) - set(seeds):
-        raise SystemExit(f"bench methods: --only-seeds {args.only_seeds} not in "
+        raise UserError(f"--only-seeds {args.only_seeds} not in "
                          f"0..{args.seeds - 1}")
     roots = dict(r.split("=", 1) for r in args.root)
     over = [f"train.device={args.device}", *args.set]
@@ -479,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r.key}: R@1 {100 * row['recall'][1]:.1f} R@5 {100 * row['recall'][5]:.1f}"
                   f" ({row['seconds']:.0f}s, {row['cpu_seconds']:.0f} CPU s)", flush=True)
     if not mine:
-        raise SystemExit(f"bench methods: no cached runs of this budget in {cache_path}")
+        raise UserError(f"no cached runs of this budget in {cache_path}")
     body = render(mine, budget, seeds, headline)
     write_section(Path(args.out), body, "methods")
     print(body)
