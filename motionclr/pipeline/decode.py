@@ -22,21 +22,12 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from motionclr.tools import ffmpeg_exe  # one lookup for the package; re-exported
+
+
 
 class DecodeError(RuntimeError):
     """A video that cannot be used; the message is the reason recorded in the manifest."""
-
-
-@functools.lru_cache(maxsize=1)
-def ffmpeg_exe() -> str:
-    exe = shutil.which("ffmpeg")
-    if exe:
-        return exe
-    try:
-        import imageio_ffmpeg
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as e:  # noqa: BLE001 - report why no binary was found
-        raise DecodeError(f"no ffmpeg binary on PATH and imageio-ffmpeg failed: {e}") from e
 
 
 @functools.lru_cache(maxsize=1)

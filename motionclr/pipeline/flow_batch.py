@@ -39,6 +39,7 @@ from motionclr.pipeline.claims import claim, release
 from motionclr.storage import shards
 from motionclr.pipeline.cache import file_digest
 from motionclr.pipeline.decode import DecodeError, decode_video
+from motionclr.pipeline.failures import environment_failure, is_environment_error
 
 # Methods whose pairs can be batched across videos (they only need same-size pairs).
 BATCHED_METHODS = ("tvl1_torch",)
@@ -119,17 +120,8 @@ def _flow_params(cfg: Config) -> tuple[dict, int]:
 
 def _attrs(v: _Video, cfg: Config, flow: np.ndarray) -> dict:
     # the same attributes as flow_stage.process_video writes (tests compare the parts)
-    from motionclr.pipeline.flow_stage import library_versions
-    info = v.info
-    return {"source_path": str(v.entry.path), "source_blake2b": v.digest,
-            "n_frames": info["n_frames"], "fps": info["fps"],
-            "src_size": [info["src_width"], info["src_height"]],
-            "size": [info["width"], info["height"]],
-            "resize_short_side": cfg.decode.short_side,
-            "flow_method": cfg.flow.method, "flow_params": cfg.flow.params,
-            "bound": float(cfg.flow.bound), "versions": library_versions(cfg.flow.method),
-            "convention": shards.CONVENTION,
-            "flow_clipped_fraction": float(np.mean(np.abs(flow) > cfg.flow.bound))}
+    from motionclr.pipeline.flow_stage import part_attrs
+    return part_attrs(cfg, v.entry, v.digest, v.info, flow)
 
 
 class _Runner:
@@ -174,6 +166,9 @@ class _Runner:
                 raise DecodeError(f"only {info['n_frames']} frame decoded: flow needs at "
                                   "least 2")
         except Exception as e:  # noqa: BLE001 - one bad video is recorded, the run goes on
+            if is_environment_error(e):  # the machine's fault: stop, record nothing
+                release(pd, entry.video_id)
+                raise environment_failure(e, entry.video_id) from e
             reason = f"{type(e).__name__}: {e}" if not isinstance(e, DecodeError) else str(e)
             try:
                 with _storage(pd):

@@ -126,6 +126,24 @@ def _event(parts_dir: Path, video_id: str, status: str, seconds: float, reason: 
         os.close(fd)
 
 
+def part_attrs(cfg: Config, entry: VideoEntry, digest: str, info: dict,
+               flow: np.ndarray) -> dict:
+    """The attributes of one video's part (and shard group): where it came from, how it was
+    decoded and computed, and ffmpeg's complaints (frames cut after the first damaged one).
+    Shared by the per-video and the batched path, so their parts are the same."""
+    return {"source_path": str(entry.path), "source_blake2b": digest,
+            "n_frames": info["n_frames"], "fps": info["fps"],
+            "src_size": [info["src_width"], info["src_height"]],
+            "size": [info["width"], info["height"]],
+            "resize_short_side": cfg.decode.short_side,
+            "flow_method": cfg.flow.method, "flow_params": cfg.flow.params,
+            "bound": float(cfg.flow.bound), "versions": library_versions(cfg.flow.method),
+            "convention": shards.CONVENTION,
+            "flow_clipped_fraction": float(np.mean(np.abs(flow) > cfg.flow.bound)),
+            "decode_errors": info["decode_errors"],
+            "frames_dropped": info["frames_dropped"]}
+
+
 def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
     """Decode + flow + write one part. Never raises for a bad video: records the reason."""
     from motionclr.flow import compute_flow, quantize
@@ -155,18 +173,7 @@ def process_video(entry: VideoEntry, cfg: Config, parts_dir: Path) -> dict:
         flow = compute_flow(frames, method=cfg.flow.method, device=cfg.flow.device,
                             **cfg.flow.params)
         q = quantize(flow, cfg.flow.bound)
-        attrs = {"source_path": str(entry.path), "source_blake2b": digest,
-                 "n_frames": info["n_frames"], "fps": info["fps"],
-                 "src_size": [info["src_width"], info["src_height"]],
-                 "size": [info["width"], info["height"]],
-                 "resize_short_side": cfg.decode.short_side,
-                 "flow_method": cfg.flow.method, "flow_params": cfg.flow.params,
-                 "bound": float(cfg.flow.bound), "versions": library_versions(cfg.flow.method),
-                 "convention": shards.CONVENTION,
-                 "flow_clipped_fraction": float(np.mean(np.abs(flow) > cfg.flow.bound)),
-                 # ffmpeg's complaints, and frames cut after the first damaged one
-                 "decode_errors": info["decode_errors"],
-                 "frames_dropped": info["frames_dropped"]}
+        attrs = part_attrs(cfg, entry, digest, info, flow)
     except KeyboardInterrupt:
         release(parts_dir, entry.video_id)
         raise
