@@ -38,6 +38,8 @@ help:
 	@echo '  make report          one page of everything measured for RUN'
 	@echo '  make bench           flow engines + clip reading -> docs/benchmarks.md'
 	@echo '  make bench-methods   every method, one budget -> docs/benchmarks.md'
+	@echo '  make bench-gpu       GPU flow, reader and training throughput (one GPU, <= 8 min)'
+	@echo '  make generate        write the embedded DATASET (synthetic | synthetic-objects)'
 	@echo '  make test            the test suite;  make setup  the .venv;  make clean'
 	@echo 'Variables: DATASET=$(DATASET) DATA_ROOT=$(DATA_ROOT) CACHE=$(CACHE) METHOD=$(METHOD)'
 	@echo '  RUN=$(RUN) DEVICE=$(DEVICE) WORKERS=$(WORKERS) PROFILE=$(PROFILE) (cpu: configs/demo.yaml)'
