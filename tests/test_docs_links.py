@@ -10,7 +10,14 @@ TOP = {"motionclr", "configs", "docs", "tests", "Makefile", "README.md", "setup.
 SOURCE = re.compile(r"^[\w./-]+\.(?:py|md|ya?ml|cfg|toml)$")
 # Files of other projects, cited by what they are; the line must name the project.
 EXTERNAL = {"opencv_contrib/modules/optflow/src/tvl1flow.cpp": "OpenCV contrib",
-            "references/optical_flow/utils.py": "torchvision"}
+            "references/optical_flow/utils.py": "torchvision",
+            # the authors' public code of the methods (docs/methods.md, docs/motion_index.md)
+            "mmaction/models/recognizers/mscl.py": "MSCL",
+            "mmaction/models/heads/local_cl_head.py": "MSCL",
+            "configs/recognition/moco/mscl_r18_cosm_lr2e-2.py": "MSCL",
+            "tools/ssl/generate_mcl_samples.py": "MSCL",
+            "sts/motion_sts.py": "MCL",
+            "dataset/video_dataset.py": "MCL"}
 # Names of files the code writes into run and stage directories, not repository files.
 WRITTEN = {"config.yaml", "report.md"}
 CITE = re.compile(r"`([^`\s]+)`|\]\(([^)\s]+)\)")
