@@ -72,6 +72,15 @@ def test_object_is_plainly_visible_in_encoded_videos(tmp_path):
     assert max(camo) < 3.5, camo
 
 
+def test_an_object_too_close_to_its_background_is_redrawn():
+    """Video ZoomIn g05 c01 (seed 0) first draws an object colour that lies near its
+    background: 3.2 in its worst frame. The generator redraws it, so every frame of every
+    video keeps contrast >= ``MIN_CONTRAST``; its path and background are kept."""
+    label = CLASSES.index("ZoomIn")
+    frames, alpha = so.render_member(label, 5, 1, 0, 48, (128, 96), with_mask=True)
+    assert so.contrast(frames, alpha).min() >= so.MIN_CONTRAST >= 3.5
+
+
 def test_contrast_refuses_a_frame_without_object(tmp_path):
     frames, alpha = so.render_video(0, np.random.default_rng(0), 48, with_mask=True)
     with pytest.raises(ValueError, match="too few object"):
