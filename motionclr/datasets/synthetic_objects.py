@@ -6,10 +6,11 @@ drawn from a different distribution than the object: a dark, low-contrast smooth
 (``BG_GAIN`` of the camera set's texture) against a bright, saturated, finer-grained
 object, so the object is plainly visible in a single frame (``contrast``). Version 1 of the
 embedded dataset (``synthetic.py``) drew its object from the *same* kind of texture and
-colour range as the background, i.e. camouflaged it; ``camouflaged_object`` renders that control for the tests.
+colour range as the background, i.e. camouflaged it; ``camouflaged_object`` renders that
+control for the tests.
 
 The background, the object (shape, texture, colour), its position and speed are all drawn
-per *video*. Version 1 drew the background per (class, group), so the 16 training clips of
+per *video*. Version 1 of *this* generator drew the background per (class, group), so the 16 training clips of
 a class showed only 4 scenes: with labels, a background told the class within the training
 set and a supervised small3d learned that shortcut (train loss 0.07, test R@1 33 %; see
 docs/datasets.md). Groups keep the UCF101 layout and split: groups 1..``test_groups`` of every
