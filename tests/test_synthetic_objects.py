@@ -72,6 +72,15 @@ def test_object_is_plainly_visible_in_encoded_videos(tmp_path):
     assert max(camo) < 3.5, camo
 
 
+def test_an_object_too_close_to_its_background_is_redrawn():
+    """Video ZoomIn g05 c01 (seed 0) first draws an object colour that lies near its
+    background: 3.2 in its worst frame. The generator redraws it, so every frame of every
+    video keeps contrast >= ``MIN_CONTRAST``; its path and background are kept."""
+    label = CLASSES.index("ZoomIn")
+    frames, alpha = so.render_member(label, 5, 1, 0, 48, (128, 96), with_mask=True)
+    assert so.contrast(frames, alpha).min() >= so.MIN_CONTRAST >= 3.5
+
+
 def test_contrast_refuses_a_frame_without_object(tmp_path):
     frames, alpha = so.render_video(0, np.random.default_rng(0), 48, with_mask=True)
     with pytest.raises(ValueError, match="too few object"):
@@ -80,8 +89,7 @@ def test_contrast_refuses_a_frame_without_object(tmp_path):
 
 def test_splits_hold_out_whole_groups_with_their_scene(tmp_path):
     """Default size: >= 128 train and >= 64 test videos (>= 48 frames by default), groups 1-2
-    of every class are the test split, a group's clips share the background, groups do
-    not."""
+    of every class are the test split."""
     params = inspect.signature(so.generate).parameters
     assert params["n_frames"].default >= 48
     # the default groups/clips, at 6 frames of 64x48 (the counts do not depend on them)
@@ -99,13 +107,25 @@ def test_splits_hold_out_whole_groups_with_their_scene(tmp_path):
         assert sum(e.label == label for e in test) == len(test) // len(CLASSES)
     assert so.is_current(root)
     assert json.loads((root / so.MARKER).read_text())["version"] == so.VERSION
-    # a group's clips share their static scene; two groups do not
-    f11, a11 = so.render_member(0, 1, 1, 0, 6, (64, 48), with_mask=True)
-    f12, a12 = so.render_member(0, 1, 2, 0, 6, (64, 48), with_mask=True)
-    f21, a21 = so.render_member(0, 2, 1, 0, 6, (64, 48), with_mask=True)
-    both = (a11[0] == 0) & (a12[0] == 0) & (a21[0] == 0)
-    assert np.array_equal(f11[0][both], f12[0][both])
-    assert not np.array_equal(f11[0][both], f21[0][both])
+
+
+def test_every_video_has_its_own_background():
+    """No scene is shared by two videos: not by two clips of one (class, group), nor across
+    groups or classes. A scene shared within a class is a label cue inside the training set
+    (version 1, one background per (class, group): a supervised small3d fitted the training
+    set and reached 33 % test R@1). Each video's background is static over time."""
+    videos = [(0, 1, 1), (0, 1, 2), (0, 2, 1), (1, 1, 1), (4, 3, 2), (4, 3, 3)]
+    frames, masks = zip(*(so.render_member(lb, g, c, 0, 6, (64, 48), with_mask=True)
+                          for lb, g, c in videos))
+    bg = [f[0].astype(np.float64) for f in frames]
+    for f, a in zip(frames, masks):     # static: background pixels are the same in frames 0, 5
+        still = (a[0] == 0) & (a[-1] == 0)
+        assert np.array_equal(f[0][still], f[-1][still])
+    for i in range(len(videos)):
+        for j in range(i + 1, len(videos)):
+            both = (masks[i][0] == 0) & (masks[j][0] == 0)
+            diff = np.abs(bg[i][both] - bg[j][both]).mean()
+            assert diff > 5, (videos[i], videos[j], diff)
 
 
 def test_generate_dispatches_on_the_dataset_name():
