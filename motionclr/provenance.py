@@ -103,11 +103,13 @@ def record(target: str | Path, kind: str, extra: dict | None = None) -> dict:
     """Append this process's provenance for ``target`` and, under capture, start its log."""
     prov, log = paths_for(target)
     rec = collect(kind, extra)
-    prov.parent.mkdir(parents=True, exist_ok=True)
-    with open(prov, "a") as f:
-        f.write(json.dumps(rec, default=str) + "\n")
-    if _tee is not None:
-        _tee.attach(log, kind, f"=== {rec['time']} {rec['command']} ({kind}) ===\n")
+    from motionclr.atomic import storage
+    with storage(prov.parent):  # a full disk: the same one line as every other write
+        prov.parent.mkdir(parents=True, exist_ok=True)
+        with open(prov, "a") as f:
+            f.write(json.dumps(rec, default=str) + "\n")
+        if _tee is not None:
+            _tee.attach(log, kind, f"=== {rec['time']} {rec['command']} ({kind}) ===\n")
     return rec
 
 
