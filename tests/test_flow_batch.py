@@ -93,7 +93,8 @@ def test_several_processes_share_one_ledger(mixed_root, tmp_path):
     assert sorted(r["video_id"] for r in results) == sorted(e.video_id for e in entries)
     events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
     assert max(Counter(e["video_id"] for e in events).values()) == 1
-    assert len({e["pid"] for e in events}) == 2  # both processes did work
+    # (Which process computes what is a race: one of them may claim every video before the
+    # other has started, so only exactly-once and the equal result are asserted.)
     write_manifest(cfg, out, entries, timing={})
     assert manifest_digests(out) == manifest_digests(ref)
 
