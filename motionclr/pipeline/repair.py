@@ -11,7 +11,9 @@ files the manifest does not name (the next repair removes them).
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import h5py
@@ -76,8 +78,11 @@ def repair_stage(stage_dir: str | Path, overrides: list[str] | None = None,
     damaged = list(dict.fromkeys(damaged))
     cfg = stage_config(stage_dir, overrides)
     records = {v["video_id"]: v for v in man["videos"]}
-    parts_dir = stage_dir / "parts"
-    parts_dir.mkdir(exist_ok=True)
+    # A staging ledger of its own: the stage is finished (its manifest exists), and
+    # process_video treats a video of a finished stage as packed already.
+    staging = stage_dir / f".repair.{os.getpid()}"  # a directory: not a ``*.tmp`` file
+    parts_dir = staging / "parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
     replaced: dict[str, Path] = {}
     for vid in damaged:
         v = records[vid]
@@ -92,6 +97,7 @@ def repair_stage(stage_dir: str | Path, overrides: list[str] | None = None,
         if part_status(parts_dir, vid) != "done":
             reason = read_failure(parts_dir, vid)["reason"] \
                 if part_status(parts_dir, vid) == "failed" else "no output"
+            shutil.rmtree(staging, ignore_errors=True)
             raise UserError(f"repair: {vid} could not be recomputed ({reason}); the stage "
                             "is unchanged")
         replaced[vid] = parts_dir / f"{video_key(vid)}.h5"
@@ -129,9 +135,8 @@ def repair_stage(stage_dir: str | Path, overrides: list[str] | None = None,
         (stage_dir / shard).unlink(missing_ok=True)
     if old_file != man["checksums"]["file"]:
         (stage_dir / old_file).unlink(missing_ok=True)
-    for vid in replaced:
-        for p in parts_dir.glob(f"{video_key(vid)}.*"):
-            p.unlink()
-    if not any(parts_dir.iterdir()):
-        parts_dir.rmdir()
+    shutil.rmtree(staging, ignore_errors=True)
+    left = stage_dir / "parts"  # the finished stage's emptied ledger, if any
+    if left.is_dir() and not any(left.iterdir()):
+        left.rmdir()
     return {"videos": damaged, "checksums": True}

@@ -109,7 +109,7 @@ def stage_failures(stage_dir: str | Path, top: int = 3) -> list[str]:
     """The stage's recorded failed videos: a count and the most common reasons."""
     from motionclr.pipeline.failures import top_reasons
     try:
-        failed = load_manifest(stage_dir).get("failed", [])
+        failed = load_manifest(stage_dir, any_version=True).get("failed", [])
     except (FileNotFoundError, ValueError):
         return []
     if not failed:
