@@ -15,15 +15,20 @@ CV2_DISTS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
              "opencv-contrib-python-headless")
 
 
-def cv2_distributions() -> dict[str, str]:
-    """Installed pip packages that provide ``cv2``: name -> version."""
+def installed_versions(names) -> dict[str, str]:
+    """name -> version of the pip packages among ``names`` that are installed."""
     out = {}
-    for name in CV2_DISTS:
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             pass
     return out
+
+
+def cv2_distributions() -> dict[str, str]:
+    """Installed pip packages that provide ``cv2``: name -> version."""
+    return installed_versions(CV2_DISTS)
 
 
 def opencv_advice(dists: dict[str, str] | None = None) -> str | None:

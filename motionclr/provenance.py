@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import importlib.metadata
 import json
 import os
 import platform
@@ -40,13 +39,8 @@ _command: list[str] | None = None  # the CLI's argv, set by start_capture
 
 
 def library_versions() -> dict[str, str]:
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+    from motionclr.envcheck import installed_versions
+    return installed_versions(LIBRARIES)
 
 
 @functools.lru_cache(maxsize=1)

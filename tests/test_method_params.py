@@ -25,7 +25,12 @@ def _cfg(method_file: str, *over: str):
                          ids=lambda p: p.stem)
 def test_every_method_config_validates(path):
     extra = ["method.params.num_classes=8"] if path.stem == "supervised" else []
-    validate_method(_cfg(path.name, *extra))
+    p = validate_method(_cfg(path.name, *extra))
+    # every param the file sets reaches the typed params with the file's value
+    import yaml
+    given = (yaml.safe_load(path.read_text()).get("method") or {}).get("params") or {}
+    given.update({"num_classes": 8} if extra else {})  # the override above wins
+    assert {k: getattr(p, k) for k in given} == given
 
 
 @pytest.mark.parametrize("name,base", [("mscl+mcl", "mscl.yaml"), ("modist+mcl", "modist.yaml")])
