@@ -57,6 +57,21 @@ def test_frame_sums_see_every_single_byte_change():
             assert s[0] == base[0] and s[1] != base[1], (pos, delta)
 
 
+def test_frame_sums_are_the_uint64_word_sums_modulo_2_64(monkeypatch):
+    """The fast path (torch's int64 sum) gives numpy's uint64 sums bit for bit, overflow
+    included: checksums written by either read back equal by the other."""
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (6, 40, 56, 3), dtype=np.uint8)  # words near 2**64: wraps
+    frames[0] = 255
+    want = np.array([int(w.sum(dtype=object)) % 2**64
+                     for w in frames.reshape(6, -1).view(np.uint64).astype(object)],
+                    dtype=np.uint64)
+    assert (frame_sums(frames) == want).all()
+    import motionclr.storage.checksums as checksums
+    monkeypatch.setattr(checksums, "_torch", False)  # as when torch is not installed
+    assert (frame_sums(frames) == want).all()  # the numpy fallback
+
+
 def test_damaged_shard_fails_training_and_eval_until_repaired(tiny_stage, tiny_root, tmp_path):
     cfg0, clean = tiny_stage
     stage = _copy_stage(tiny_stage, tmp_path)

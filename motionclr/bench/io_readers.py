@@ -405,18 +405,25 @@ def _sample_bytes(s: dict) -> int:
 def time_single(ds, n: int, budget_s: float, batch: int = 8) -> tuple[int, float, int]:
     """Read items 0, 1, ... in this process, ``batch`` at a time (through ``__getitems__``
     where the reader has one, as a DataLoader would), until ``n`` items or ``budget_s``.
-    Returns (clips, seconds, bytes)."""
+    Returns (clips, seconds, bytes). One torch thread, as in a DataLoader worker (the
+    reader's checksum sums through torch, which would otherwise use every core)."""
+    import torch
     get_many = getattr(ds, "__getitems__", None) or (lambda js: [ds[j] for j in js])
-    t0 = time.perf_counter()
-    nbytes = k = 0
-    n = min(n, len(ds))
-    while k < n:
-        js = list(range(k, min(k + batch, n)))
-        nbytes += sum(_sample_bytes(s) for s in get_many(js))
-        k += len(js)
-        if time.perf_counter() - t0 > budget_s:
-            break
-    return k, time.perf_counter() - t0, nbytes
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t0 = time.perf_counter()
+        nbytes = k = 0
+        n = min(n, len(ds))
+        while k < n:
+            js = list(range(k, min(k + batch, n)))
+            nbytes += sum(_sample_bytes(s) for s in get_many(js))
+            k += len(js)
+            if time.perf_counter() - t0 > budget_s:
+                break
+        return k, time.perf_counter() - t0, nbytes
+    finally:
+        torch.set_num_threads(threads)
 
 
 def time_loader(ds, n: int, budget_s: float, workers: int, batch: int = 8,

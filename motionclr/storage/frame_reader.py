@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from motionclr.storage.checksums import check_frames
+from motionclr.storage.heap import keep_freed_memory
 
 try:
     _IOV_MAX = os.sysconf("SC_IOV_MAX")
@@ -82,6 +83,7 @@ class FrameReader:
         """(table, frame byte positions, frame bytes) of ``idx``; table None = compressed."""
         if self._pid != os.getpid():
             self._fd, self._pid, self._tables = os.open(self.path, os.O_RDONLY), os.getpid(), {}
+            keep_freed_memory()  # clip buffers reused, not re-faulted (storage/heap.py)
         if key not in self._tables:
             k = self.known.get(key)
             if k is not None:
