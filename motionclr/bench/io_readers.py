@@ -94,11 +94,9 @@ class ShardWorkload:
         return out
 
     def __getitems__(self, js):
-        """A batch as the dataset serves one: hints for every clip first, then the reads."""
-        plans = [self._plan(j) for j in js]
-        for p in plans:
-            self.ds.advise(p)
-        return [self._sample(self.ds.read(p)) for p in plans]
+        """A batch as the dataset serves one (``ShardClipDataset.read_many``: cached clips
+        at once, hints for all the others before any of them is read)."""
+        return [self._sample(s) for s in self.ds.read_many([self._plan(j) for j in js])]
 
 
 class CopyCeiling:

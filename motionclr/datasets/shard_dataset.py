@@ -155,7 +155,9 @@ class ShardClipDataset(Dataset):
         return {"i": i, "video": v, "clips": clips, "info": info, "reader": reader,
                 "reqs": reqs, "window": self._window(v["height"], v["width"], rng)}
 
-    def read(self, p: dict) -> dict:
+    def read(self, p: dict, cached_only: bool = False) -> dict | None:
+        """The sample of plan ``p``. ``cached_only``: None unless every byte it needs is in
+        the page cache already (``FrameReader.read``), without waiting for the disk."""
         v, clips, (ys, xs) = p["video"], p["clips"], p["window"]
         out = {"label": v["label"], "video_id": v["video_id"], "index": p["i"],
                "starts": np.array([int(c[0]) for c in clips])}
@@ -168,7 +170,8 @@ class ShardClipDataset(Dataset):
             full = np.empty((len(clips), len(clips[0]), v["height"], v["width"], channels),
                             np.uint8)
             for k, r in enumerate(reqs):
-                p["reader"].read(*r, out=full[k])
+                if p["reader"].read(*r, out=full[k], cached_only=cached_only) is None:
+                    return None
             # A window is one strided copy; full frames need none.
             out[m] = full if ys == slice(None) and xs == slice(None) else \
                 np.ascontiguousarray(full[:, :, ys, xs])
@@ -185,8 +188,18 @@ class ShardClipDataset(Dataset):
                 p["reader"].advise(*r)
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
-        """A batch (DataLoader calls this): hint every clip's bytes, then read them."""
-        plans = [self.plan(i) for i in indices]
-        for p in plans:
-            self.advise(p)
-        return [self.read(p) for p in plans]
+        """A batch (DataLoader calls this). Clips already in the page cache are read at
+        once; the bytes of all the others are hinted before any of them is read, so the
+        disk has them in flight together. (Hinting cached clips too cost two
+        ``posix_fadvise`` calls per clip for nothing: ~13 % of a warm read.)"""
+        return self.read_many([self.plan(i) for i in indices])
+
+    def read_many(self, plans: list[dict]) -> list[dict]:
+        """The samples of ``plans``, read as ``__getitems__`` describes."""
+        out = [self.read(p, cached_only=True) for p in plans]
+        todo = [j for j, s in enumerate(out) if s is None]
+        for j in todo:
+            self.advise(plans[j])
+        for j in todo:
+            out[j] = self.read(plans[j])
+        return out
