@@ -79,6 +79,23 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     assert main(base + ["--render-only"]) == 0
     table = [ln for ln in first.splitlines() if ln.startswith("| moco")]
     assert table == [ln for ln in out.read_text().splitlines() if ln.startswith("| moco")]
+    # a two-stream method's row carries its flow pathway's retrieval (the motion teacher)
+    assert main(base + ["--tables", "headline", "--methods", "modist", "--datasets",
+                        "synthetic-objects", "--only-seeds", "0"]) == 0
+    path = tmp_path / "w" / "results.json"
+    saved = json.loads(path.read_text())
+    runs = next(iter(saved["budgets"].values()))
+    got = runs["synthetic-objects/modist/default/s0"]["flow_pathway"]
+    assert 0.0 <= got["r1"] <= 1.0 and len(got["per_class_r1"]) == 8
+    assert abs(sum(got["per_class_r1"].values()) / 8 - got["r1"]) < 1e-9
+    assert runs["synthetic-objects/moco/default/s0"].get("flow_pathway", {}) == {}
+    assert "| modist: flow pathway (" in out.read_text()
+    # --flow-probe recomputes it from the checkpoint for a row that lacks it
+    del runs["synthetic-objects/modist/default/s0"]["flow_pathway"]
+    path.write_text(json.dumps(saved))
+    assert main(base + ["--render-only", "--flow-probe"]) == 0
+    runs = next(iter(json.loads(path.read_text())["budgets"].values()))
+    assert runs["synthetic-objects/modist/default/s0"]["flow_pathway"] == got
 
 
 def test_plan_covers_the_ablations_and_combinations():

@@ -8,8 +8,8 @@ evaluated by retrieval (test queries the train gallery; CoCLR/MSCL protocol,
 - ``headline``: moco, modist, mscl, vclr, mcl, supervised on both embedded datasets
   (``synthetic``: camera motion, ``synthetic-objects``: object motion);
 - ``mcl`` / ``vclr``: ablations on object motion, each loss term (``method.terms``) and
-  each motion-focused sampler or crop (``method.params``) switched off in turn; ``modist``:
-  its RGB-RGB term switched off;
+  each motion-focused sampler or crop (``method.params``) switched off in turn; ``modist``
+  and ``mscl``: their RGB-RGB term switched off;
 - ``combos``: ``modist+mcl`` and ``mscl+mcl`` against their parts on object motion.
 
 Every run is cached in ``<workdir>/results.json`` under its key (dataset/method/variant/
@@ -52,11 +52,14 @@ KS = (1, 5)
 FULL = "default"
 # variant name -> (what is off, overrides). The first is the method's default config.
 ABLATIONS = {
-    # MoDist's RGB-RGB instance term: the evidence for why MoDist's (and MSCL's, which has
-    # the same term) RGB encoder stays near chance on object motion at this budget.
+    # The RGB-RGB instance term of MoDist and MSCL: the evidence for why their RGB encoders
+    # stay near chance on object motion at this budget (docs/methods.md).
     "modist": {FULL: ("nothing (default config)", []),
                "no-rgb": ("L_rgb, the RGB-RGB instance term (`method.terms.loss_rgb=0`)",
                           ["method.terms.loss_rgb=0"])},
+    "mscl": {FULL: ("nothing (default config)", []),
+             "no-rgb": ("L_rgb, the RGB-RGB instance term (`method.terms.loss_rgb=0`)",
+                        ["method.terms.loss_rgb=0"])},
     "mcl": {FULL: ("nothing (default config)", []),
             "no-inter": ("L_inter (`method.terms.loss_inter=0`)", ["method.terms.loss_inter=0"]),
             "no-intra": ("L_intra (`method.terms.loss_intra=0`)", ["method.terms.loss_intra=0"]),
@@ -75,7 +78,7 @@ ABLATIONS = {
 }
 ABLATION_DATASET = "synthetic-objects"
 COMBOS = {"modist+mcl": ("modist", "mcl"), "mscl+mcl": ("mscl", "mcl")}
-TABLES = ("headline", "modist", "mcl", "vclr", "combos")
+TABLES = ("headline", "modist", "mscl", "mcl", "vclr", "combos")
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,35 @@ def run_one(cfg, progress: bool) -> dict:
             "seconds": seconds, "cpu_seconds": cpu,
             "recall": {k: rec[k] for k in KS}, "n_query": res["protocol"]["n_query"],
             "n_gallery": res["protocol"]["n_gallery"], "final_terms": _final_terms(run),
-            "per_class_r1": per_class_r1(run, cfg)}
+            "per_class_r1": per_class_r1(run, cfg), **flow_probe(run, cfg)}
+
+
+def flow_probe(run: Path, cfg) -> dict:
+    """``flow_pathway``: R@1 of the run's flow encoder (``bench/pathway.py``), for methods
+    that train one; {} otherwise."""
+    from motionclr.bench.pathway import flow_pathway_recall
+    from motionclr.datasets.synthetic import generator
+    got = flow_pathway_recall(run, generator(cfg.data.dataset).CLASSES, cfg.train.device)
+    return {"flow_pathway": got or {}}
+
+
+def backfill_flow_probe(runs: list[Run], mine: dict, work: Path, cache_path: Path,
+                        budget: str, device: str) -> dict:
+    """``flow_pathway`` for cached rows of ``runs`` that lack it, from their run
+    directories' checkpoints (rows of methods without a flow encoder get an empty mark)."""
+    from motionclr.bench.pathway import flow_pathway_recall
+    from motionclr.datasets.synthetic import generator
+    for r in runs:
+        row = mine.get(r.key)
+        run = work / r.dataset / f"{r.method}-{r.variant}-s{r.seed}"
+        if row is None or "flow_pathway" in row or not (run / "checkpoint.pt").is_file():
+            continue
+        got = flow_pathway_recall(run, generator(r.dataset).CLASSES, device)
+        row = {**row, "flow_pathway": got or {}}
+        mine = save_row(cache_path, budget, r.key, row)[budget]
+        if got:
+            print(f"{r.key}: flow pathway R@1 {100 * got['r1']:.1f}", flush=True)
+    return mine
 
 
 def per_class_r1(run: Path, cfg) -> dict[str, float]:
@@ -312,10 +343,24 @@ def per_class_table(ds: str, methods, seeds, cache: dict) -> list[str]:
     if not rows:
         return []
     classes = list(next(iter(rows.values())))
-    out = ["R@1 per query class (%, mean over the seeds run):", "",
+    flow = {}  # the flow pathways of two-stream methods: the teacher's own R@1
+    for m in rows:
+        got = [cache[r.key]["flow_pathway"] for r in table_runs("headline", [ds], [m], seeds)
+               if r.key in cache and cache[r.key].get("flow_pathway")]
+        if got:
+            flow[f"{m}: flow pathway"] = {c: statistics.fmean(g["per_class_r1"][c] for g in got)
+                                          for c in classes}
+            flow[f"{m}: flow pathway"]["all"] = statistics.fmean(g["r1"] for g in got)
+    out = ["R@1 per query class (%, mean over the seeds run). A `flow pathway` row is the "
+           "same retrieval with that method's flow encoder on the clips' flow (the motion "
+           "teacher, discarded after pretraining; `motionclr/bench/pathway.py`), its overall "
+           "R@1 in brackets:", "",
            "| method | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
     out += [f"| {m} | " + " | ".join(f"{100 * v[c]:.0f}" for c in classes) + " |"
             for m, v in rows.items()]
+    out += [f"| {m} ({100 * v['all']:.1f}) | " + " | ".join(f"{100 * v[c]:.0f}"
+                                                           for c in classes) + " |"
+            for m, v in flow.items()]
     return out + [""]
 
 
@@ -349,6 +394,9 @@ def parse(argv):
                     help="retrain selected runs even when cached (e.g. after a method change)")
     ap.add_argument("--list", action="store_true", help="print the selected runs and stop")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--flow-probe", action="store_true",
+                    help="add the flow pathway's R@1 to cached runs that lack it (from their "
+                         "checkpoints), then render")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite the section from <workdir>/results.json (no training)")
     return ap.parse_args(argv)
@@ -485,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
             mine = save_row(cache_path, budget["key"], r.key, row)[budget["key"]]
             print(f"{r.key}: R@1 {100 * row['recall'][1]:.1f} R@5 {100 * row['recall'][5]:.1f}"
                   f" ({row['seconds']:.0f}s, {row['cpu_seconds']:.0f} CPU s)", flush=True)
+    if args.flow_probe:
+        mine = backfill_flow_probe(runs, mine, work, cache_path, budget["key"], args.device)
     if not mine:
         raise UserError(f"no cached runs of this budget in {cache_path}")
     body = render(mine, budget, seeds, headline)
