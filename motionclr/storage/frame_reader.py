@@ -236,8 +236,7 @@ class FrameReader:
 
     def _preadv(self, bufs, off: int, n: int, flags: int) -> bool:
         try:
-            got = os.preadv(self._fd, bufs, off, flags) if flags else \
-                os.preadv(self._fd, bufs, off)
+            got = os.preadv(self._fd, bufs, off, flags)
         except BlockingIOError:  # RWF_NOWAIT: nothing of the range is cached
             return False
         if got == n:
