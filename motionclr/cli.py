@@ -274,14 +274,22 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.install()
     try:
         return _dispatch(argv)
+    except Exception as e:
+        # A Ctrl-C can surface as another exception: raised inside torch.save, the zip
+        # writer's cleanup fails and replaces the KeyboardInterrupt with a RuntimeError.
+        if interrupts.pending():
+            print(f"\nmotionclr {command}: interrupted; rerun the same command to resume",
+                  file=sys.stderr)
+            return 130
+        if not isinstance(e, (KeyError, ValueError, OSError, UserError)):
+            raise
+        # Config, input, device and storage errors: one clear line, not a traceback.
+        print(f"motionclr {command}: error: {error_line(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"\nmotionclr {command}: interrupted; rerun the same command to resume",
               file=sys.stderr)
         return 130
-    except (KeyError, ValueError, OSError, UserError) as e:
-        # Config, input, device and storage errors: one clear line, not a traceback.
-        print(f"motionclr {command}: error: {error_line(e)}", file=sys.stderr)
-        return 2
     finally:
         provenance.stop_capture()
 

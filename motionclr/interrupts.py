@@ -39,10 +39,15 @@ def install() -> None:
         sys.unraisablehook = _unraisable
 
 
+def pending() -> bool:
+    """Whether a Ctrl-C has arrived in this process."""
+    return _pending
+
+
 def check() -> None:
     """Raise ``KeyboardInterrupt`` if a Ctrl-C arrived (and may have been swallowed)."""
     if _pending:
         raise KeyboardInterrupt
 
 
-__all__ = ["install", "check"]
+__all__ = ["install", "check", "pending"]

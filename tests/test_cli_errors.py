@@ -150,3 +150,26 @@ def test_make_eval_passes_only_what_the_user_set():
     line = _make_eval("RUN=runs/x", "DATA_ROOT=/d", "DEVICE=cuda")
     assert "data.root=/d" in line and "--device cuda" in line and "data.cache" not in line
     assert "data.cache=/c" in _make_eval("RUN=runs/x", env={"CACHE": "/c"})
+
+
+def test_ctrl_c_that_surfaces_as_another_error_is_still_an_interrupt(monkeypatch, capsys):
+    """A SIGINT inside torch.save makes its zip writer's cleanup raise a RuntimeError in
+    place of the KeyboardInterrupt; the user pressed Ctrl-C, so it ends as one."""
+    from motionclr import cli, interrupts
+
+    def dispatch(argv):
+        monkeypatch.setattr(interrupts, "_pending", True)  # what the SIGINT handler sets
+        raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos")
+
+    monkeypatch.setattr(cli, "_dispatch", dispatch)
+    monkeypatch.setattr(interrupts, "install", lambda: None)
+    assert cli.main(["pretrain"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "motionclr pretrain: interrupted; rerun the same command to resume")
+    monkeypatch.setattr(interrupts, "_pending", False)  # control: no Ctrl-C, a real bug
+
+    def bug(argv):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(cli, "_dispatch", bug)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["pretrain"])

@@ -341,22 +341,37 @@ def augment_section(res: dict, args) -> list[str]:
 
 
 def checksum_cost(work: Path, items, args) -> dict:
-    """Warm single-process clips/s of the shard reader with and without its per-frame
-    checksum checks, runs interleaved (on, off, on, ...; best of each) so the shared
-    machine's drift hits both; and the cost per clip of the check itself against zlib.crc32
-    on the same clips."""
+    """Warm single-process clips/s of the shard reader without checks (``off``), with
+    checks on frames this process has already checked (``on``: the state of every read
+    after a frame's first, ``FrameReader``'s check_once), and with every frame new to the
+    process (``first``: a fresh dataset per run, so every frame is summed). Runs are
+    interleaved (first, on, off, first, ...; best of each) so the shared machine's drift
+    hits all three. Also the cost per clip of the sum itself against zlib.crc32."""
     import time
     import zlib
 
     from motionclr.storage.checksums import frame_sums
-    on, off = (ShardWorkload(work / "shards", items, args.clip_len, args.stride, args.seed,
-                             check=c) for c in (True, False))
+
+    def workload(check):
+        w = ShardWorkload(work / "shards", items, args.clip_len, args.stride, args.seed,
+                          check=check)
+        for v in {v["shard"] for v in w.ds.videos}:
+            w.ds._shard(v)  # files opened outside the clock, as in a running worker
+        return w
+
+    on, off = workload(True), workload(False)
     raw_read(sorted((work / "shards").glob("shard-*.h5")))
-    rates: dict = {"on": [], "off": []}
+    time_single(on, len(items), 4 * args.seconds)  # every frame checked once, untimed
+    rates: dict = {"first": [], "on": [], "off": []}
+    summed = {"first": [], "on": []}
     for _ in range(max(3, args.repeats)):
-        for name, ds in (("on", on), ("off", off)):
+        for name in ("first", "on", "off"):
+            ds = workload(True) if name == "first" else on if name == "on" else off
+            before = _frames_summed(ds)
             k, el, _ = time_single(ds, len(items), args.seconds)
             rates[name].append(k / el)
+            if name in summed:
+                summed[name].append((_frames_summed(ds) - before) / max(k, 1))
     clips = [off[j] for j in range(min(200, len(items)))]
     per_clip = {}
     for name, fn in (("sum64", lambda a: frame_sums(a)),
@@ -366,20 +381,35 @@ def checksum_cost(work: Path, items, args) -> dict:
             for a in c.values():
                 fn(a.reshape((-1,) + a.shape[-3:]))
         per_clip[name] = (time.perf_counter() - t0) / len(clips) * 1e6
-    best_on, best_off = max(rates["on"]), max(rates["off"])
-    return {"on": best_on, "off": best_off, "cost": 1 - best_on / best_off,
+    best = {k: max(v) for k, v in rates.items()}
+    return {"on": best["on"], "off": best["off"], "first": best["first"],
+            "cost": 1 - best["on"] / best["off"], "cost_first": 1 - best["first"] / best["off"],
+            "summed_per_clip": {k: float(np.mean(v)) for k, v in summed.items()},
             "us_per_clip": per_clip, "runs": rates}
+
+
+def _frames_summed(w) -> int:
+    return sum(r.frames_summed for _, r in w.ds._files.values())
 
 
 def checksum_paragraph(c: dict) -> str:
     us = c["us_per_clip"]
-    return ("Checksums on read (`motionclr/storage/checksums.py`): every frame a "
-            f"`ShardClipDataset` reads is checked against the sum recorded at packing. Warm, "
-            f"one process: {c['on']:,.0f} clips/s checked against {c['off']:,.0f} unchecked "
-            f"(runs interleaved, best of {len(c['runs']['on'])} each): a cost of "
-            f"{100 * c['cost']:.1f} % (target <= 10 %). The check itself takes "
-            f"{us['sum64']:.0f} µs per clip; zlib.crc32 of the same frames "
-            f"{us['crc32']:.0f} µs, which is why the check is a 64-bit word sum.")
+    if "first" not in c:  # results written before check_once
+        return (f"Checksums on read: {c['on']:,.0f} clips/s checked against {c['off']:,.0f} "
+                f"unchecked, a cost of {100 * c['cost']:.1f} %.")
+    n = c["summed_per_clip"]
+    return ("Checksums on read (`motionclr/storage/checksums.py`, `FrameReader`): every "
+            "frame is summed and compared with the sum recorded at packing the first time a "
+            "process reads it, and again after any change to its shard file (its inode, "
+            "size, mtime or ctime). Warm, one process, runs interleaved (best of "
+            f"{len(c['runs']['on'])} each): {c['off']:,.0f} clips/s unchecked; "
+            f"{c['on']:,.0f} clips/s reading frames this process has checked before "
+            f"({n['on']:.1f} frames summed per clip), a cost of {100 * c['cost']:.1f} % "
+            f"(target <= 10 %); {c['first']:,.0f} clips/s when every frame is new to the "
+            f"process ({n['first']:.0f} frames summed per clip), a cost of "
+            f"{100 * c['cost_first']:.1f} %. The sum itself takes {us['sum64']:.0f} µs per "
+            f"clip; zlib.crc32 of the same frames {us['crc32']:.0f} µs, which is why the "
+            "check is a 64-bit word sum.")
 
 
 def targets(res: dict, sizes: dict) -> list[str]:
@@ -421,8 +451,11 @@ def targets(res: dict, sizes: dict) -> list[str]:
                        f"(target ≤ 1.5×) {'PASS' if r <= 1.5 else 'MISS'}")
     if "checksums" in res:
         cost = res["checksums"]["cost"]
-        out.append(f"cost of the checksums on read, 1p warm: {cost:.1%} (target ≤ 10%) "
-                   f"{'PASS' if cost <= 0.10 else 'MISS'}")
+        out.append(f"cost of the checksums on read, 1p warm, frames checked before in the "
+                   f"process: {cost:.1%} (target ≤ 10%) {'PASS' if cost <= 0.10 else 'MISS'}")
+        if "cost_first" in res["checksums"]:
+            out.append(f"for reference, the same when every frame is new to the process "
+                       f"(its first read): {res['checksums']['cost_first']:.1%} (no target)")
     return out
 
 

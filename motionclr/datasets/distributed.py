@@ -18,11 +18,15 @@ from torch.utils.data import Sampler
 class TrainShardSampler(Sampler[int]):
     """Shuffled, equal-length per-rank order; reshuffled by ``set_epoch``."""
 
-    def __init__(self, n: int, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+    def __init__(self, n: int, num_replicas: int = 1, rank: int = 0, seed: int = 0,
+                 epoch_tagged: bool = False):
+        """``epoch_tagged``: yield ``(epoch, i)`` instead of ``i`` (``ShardClipDataset.plan``
+        takes both), so persistent workers need no ``set_epoch`` of their own."""
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} not in [0, {num_replicas})")
         self.n, self.world, self.rank, self.seed, self.epoch = n, num_replicas, rank, seed, 0
         self.per_rank = n // num_replicas
+        self.epoch_tagged = epoch_tagged
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -30,7 +34,8 @@ class TrainShardSampler(Sampler[int]):
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g)[: self.per_rank * self.world]
-        return iter(order[self.rank::self.world].tolist())
+        mine = order[self.rank::self.world].tolist()
+        return iter([(self.epoch, i) for i in mine] if self.epoch_tagged else mine)
 
     def __len__(self) -> int:
         return self.per_rank

@@ -139,10 +139,17 @@ class ShardClipDataset(Dataset):
             y, x = (h - s_h) // 2, (w - s_w) // 2
         return slice(y, y + s_h), slice(x, x + s_w)
 
-    def plan(self, i: int) -> dict:
-        """What item ``i`` reads (clips, window, requests), drawn for (seed, epoch, i)."""
+    def plan(self, i) -> dict:
+        """What item ``i`` reads (clips, window, requests), drawn for (seed, epoch, i).
+
+        ``i`` may be ``(epoch, i)``: the epoch then travels with the index (an
+        ``epoch_tagged`` ``TrainShardSampler``), so persistent DataLoader workers, whose
+        copy of ``self.epoch`` never changes, still draw each epoch's clips."""
+        epoch = self.epoch
+        if isinstance(i, (tuple, list)):
+            epoch, i = i
         v = self.videos[i]
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+        rng = np.random.default_rng([self.seed, epoch, i])
         info = self.index.get(v["video_id"]) if self.index else None
         clips = self.sampler(v["n_frames"], rng if self.train else None, info)
         f, reader = self._shard(v["shard"])

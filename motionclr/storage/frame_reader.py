@@ -8,6 +8,7 @@ metadata lookup per dataset they can be read straight into the output with ``pre
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import h5py
@@ -23,6 +24,10 @@ except (AttributeError, ValueError, OSError):
 # Linux >= 4.14: fail a buffered read instead of waiting for the disk. Elsewhere 0, and
 # ``read(cached_only=True)`` then reads nothing (callers hint and read as before).
 _NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+# A file changed less than this long ago may change again within one tick of the kernel's
+# coarse timestamp clock, where a second change could leave (mtime, ctime) as they were:
+# frames of such a file are checked on every read, never remembered as checked.
+SETTLE_NS = 2_000_000_000
 
 
 class FrameReader:
@@ -39,30 +44,63 @@ class FrameReader:
     contiguous h5py range read. The file descriptor is opened lazily per process.
     With ``sums``, every frame read is checked against the checksum recorded when it was
     packed (``motionclr.storage.checksums``): damaged bytes raise ``DamagedShardError``.
+    A frame is summed the first time this process reads it; later reads skip the sum while
+    the file is unchanged, i.e. while its (inode, size, mtime, ctime) are what they were
+    when the frame was checked (one ``fstat`` per read). Any write through the file system
+    changes mtime and ctime, so it makes every frame of the file be checked again. This is
+    how checksumming file systems work (a block is checked when it comes from the disk,
+    not on every page-cache hit): a clip read is a memcpy, and a second pass over the
+    bytes to sum them cost about a fifth of it (docs/benchmarks.md, io section).
+    ``check_once=False`` sums every frame on every read.
     ``ShardClipDataset`` reads every clip through it (measured in docs/benchmarks.md).
     """
 
     def __init__(self, path: Path, known: dict | None = None, merge_gap: int = 0,
-                 sums=None):
+                 sums=None, check_once: bool = True):
         """``known``: key -> (frames per chunk, chunk offsets, frame shape, dtype) recorded
         at pack time (the manifest), so cold reads need no HDF5 metadata reads at all.
         ``merge_gap``: read-ahead hints bridge gaps of up to this many bytes (``spans``).
         ``sums``: ``.get(key)`` -> recorded per-frame checksums (``FrameSums``) or None;
-        keys are ``(video_id, modality)``."""
+        keys are ``(video_id, modality)``. ``check_once``: remember which frames were
+        checked while the file stays unchanged (above)."""
         self.path = Path(path)
         self.known = known or {}
         self.merge_gap = int(merge_gap)
         self.sums = sums
+        self.check_once = bool(check_once)
         self._fd, self._pid, self._tables = None, None, {}
+        self._checked, self._stat = {}, None
+        self.frames_summed = 0  # frames whose sum this process computed (tests, bench)
 
     def __getstate__(self):
         return {"path": self.path, "known": self.known, "merge_gap": self.merge_gap,
-                "sums": self.sums, "_fd": None, "_pid": None, "_tables": {}}
+                "sums": self.sums, "check_once": self.check_once, "_fd": None, "_pid": None,
+                "_tables": {}, "_checked": {}, "_stat": None, "frames_summed": 0}
+
+    def _unchanged(self) -> bool:
+        """Whether frames checked earlier may be trusted now: forgets them all when the
+        file's (inode, size, mtime, ctime) moved, and trusts nothing of a file changed
+        within ``SETTLE_NS``."""
+        st = os.fstat(self._fd)
+        stat = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if stat != self._stat:
+            self._stat, self._checked = stat, {}
+        return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLE_NS
 
     def _check(self, key, idx: np.ndarray, frames: np.ndarray) -> np.ndarray:
         want = self.sums.get(key) if self.sums is not None else None
-        if want is not None:
-            check_frames(self.path, key[0], key[1], idx, frames, want)
+        if want is None:
+            return frames
+        settled = self.check_once and self._unchanged()
+        done = self._checked.get(key) if settled else None
+        if done is not None and done[idx].all():
+            return frames
+        check_frames(self.path, key[0], key[1], idx, frames, want)
+        self.frames_summed += len(idx)
+        if settled:
+            if done is None:
+                done = self._checked[key] = np.zeros(len(want), bool)
+            done[idx] = True
         return frames
 
     @staticmethod
@@ -86,6 +124,7 @@ class FrameReader:
         """(table, frame byte positions, frame bytes) of ``idx``; table None = compressed."""
         if self._pid != os.getpid():
             self._fd, self._pid, self._tables = os.open(self.path, os.O_RDONLY), os.getpid(), {}
+            self._checked, self._stat = {}, None  # checked by this process, not its parent
             keep_freed_memory()  # clip buffers reused, not re-faulted (storage/heap.py)
         tab = self._tables.get(key, False)
         if tab is False:

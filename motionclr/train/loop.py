@@ -188,10 +188,13 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
     if len(ds) < per_rank_batch * world:
         raise ValueError(f"{len(ds)} training videos < train.batch_size={cfg.train.batch_size}")
     # Equal steps on every rank, an epoch-determined order (replays exactly on resume).
-    sampler = TrainShardSampler(len(ds), world, rank, seed=cfg.train.seed)
+    # The indices carry their epoch, so workers persist across epochs: their shard
+    # handles, chunk tables and record of frames already checked (storage/frame_reader.py)
+    # are kept instead of rebuilt every epoch.
+    sampler = TrainShardSampler(len(ds), world, rank, seed=cfg.train.seed, epoch_tagged=True)
     loader = DataLoader(ds, batch_size=per_rank_batch, sampler=sampler, drop_last=True,
                         num_workers=cfg.train.num_workers, pin_memory=device.type == "cuda",
-                        persistent_workers=False)
+                        persistent_workers=cfg.train.num_workers > 0)
     lr = cfg.train.lr * cfg.train.batch_size / 256
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg, lr)
     ipe = len(loader)

@@ -1,0 +1,88 @@
+"""Frames are summed the first time a process reads them and again whenever the shard
+file changes (``FrameReader``, check_once): damage made after a clean read is still found."""
+import os
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from motionclr.storage import DamagedShardError, FrameReader
+from motionclr.storage import frame_reader as fr
+from motionclr.storage.checksums import frame_sums
+
+IDX = np.array([1, 3, 5, 7])
+
+
+def _shard(tmp_path, age_s: float = 60.0):
+    """An uncompressed one-chunk-per-frame dataset, its sums, and the file's mtime set
+    ``age_s`` in the past (ctime stays now: the utime call itself sets it)."""
+    a = np.random.default_rng(1).integers(0, 256, (9, 6, 10, 3), dtype=np.uint8)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=a, chunks=(1, 6, 10, 3))
+    old = time.time_ns() - int(age_s * 1e9)
+    os.utime(path, ns=(old, old))
+    return path, a, {("vid", "rgb"): frame_sums(a)}
+
+
+def _flip(path, a, frame: int):
+    """XOR one byte of ``frame`` in place, through the file system (as a user would)."""
+    with h5py.File(path, "r") as f:
+        off = f["v"].id.get_chunk_info_by_coord((frame, 0, 0, 0)).byte_offset
+    with open(path, "r+b") as f:
+        f.seek(off + 7)
+        b = f.read(1)
+        f.seek(off + 7)
+        f.write(bytes([b[0] ^ 0x10]))
+
+
+def test_a_settled_file_is_summed_once_per_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(fr, "SETTLE_NS", 0)  # ctime is now (utime): count it as settled
+    path, a, sums = _shard(tmp_path)
+    with h5py.File(path, "r") as f:
+        r = FrameReader(path, sums=sums)
+        for _ in range(3):
+            np.testing.assert_array_equal(r.read(("vid", "rgb"), IDX, lambda: f["v"]), a[IDX])
+        assert r.frames_summed == len(IDX)
+        r.read(("vid", "rgb"), np.array([3, 4]), lambda: f["v"])  # frame 4 is new
+        assert r.frames_summed == len(IDX) + 2
+        every = FrameReader(path, sums=sums, check_once=False)  # control: sums each read
+        for _ in range(3):
+            every.read(("vid", "rgb"), IDX, lambda: f["v"])
+        assert every.frames_summed == 3 * len(IDX)
+
+
+def test_damage_after_a_clean_read_is_found(tmp_path, monkeypatch):
+    monkeypatch.setattr(fr, "SETTLE_NS", 0)
+    path, a, sums = _shard(tmp_path)
+    with h5py.File(path, "r") as f:
+        r = FrameReader(path, sums=sums)
+        r.read(("vid", "rgb"), IDX, lambda: f["v"])
+        r.read(("vid", "rgb"), IDX, lambda: f["v"])
+        assert r.frames_summed == len(IDX)  # the second read trusted the first
+        _flip(path, a, 5)  # a write: the file's mtime and ctime move
+        with pytest.raises(DamagedShardError, match=r"vid .*rgb frames \[5\]"):
+            r.read(("vid", "rgb"), IDX, lambda: f["v"])
+
+
+def test_a_recently_changed_file_is_summed_on_every_read(tmp_path):
+    # With the real settle time, a file whose ctime is seconds old is never trusted: two
+    # writes within one coarse clock tick could leave its timestamps unchanged.
+    path, a, sums = _shard(tmp_path)
+    with h5py.File(path, "r") as f:
+        r = FrameReader(path, sums=sums)
+        for _ in range(3):
+            r.read(("vid", "rgb"), IDX, lambda: f["v"])
+        assert r.frames_summed == 3 * len(IDX)
+
+
+def test_a_fork_does_not_inherit_what_its_parent_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(fr, "SETTLE_NS", 0)
+    path, a, sums = _shard(tmp_path)
+    with h5py.File(path, "r") as f:
+        r = FrameReader(path, sums=sums)
+        r.read(("vid", "rgb"), IDX, lambda: f["v"])
+        r._pid = -1  # what a forked worker sees: another pid
+        r.read(("vid", "rgb"), IDX, lambda: f["v"])
+        assert r.frames_summed == 2 * len(IDX)
