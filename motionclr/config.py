@@ -28,6 +28,9 @@ class DataCfg:
     limit: int = 0                 # smoke runs: whole classes in label order until >= N videos
     #                                (train and test of each kept class; 0 = all)
     flip: str = "off"              # horizontal flip policy: off | shared | independent
+    warm: float = 0.5              # pretrain first reads the shards sequentially into the page
+    #                                cache when they fit in this fraction of available memory
+    #                                (storage/warm.py: faster warm reads); 0 = off
     options: dict = field(default_factory=dict)  # source keyword args (folder: test_fraction)
     augment: dict = field(default_factory=dict)  # training augmentation (AugmentCfg fields)
 

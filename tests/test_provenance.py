@@ -86,6 +86,7 @@ def test_epochs_are_counted_from_1_everywhere(pipeline):
     run, _, _, outs = pipeline
     out = outs["pretrain"]
     assert "pretrain: starting new run" in out.stdout and "resuming" not in out.stdout
+    assert "of shards read into the page cache in" in out.stdout  # data.warm (small stage)
     assert "epoch 1/2 " in out.stdout and "epoch 2/2 " in out.stdout      # the summary
     assert "epoch 1/2:" in out.stderr and "epoch 2/2:" in out.stderr      # the bar
     with open(run / "log.csv") as f:

@@ -104,6 +104,10 @@ class ShardClipDataset(Dataset):
                                                                        "uint8")
         return out
 
+    def shard_paths(self) -> list[Path]:
+        """The shard files this dataset's videos live in."""
+        return [self.stage_dir / s for s in sorted({v["shard"] for v in self.videos})]
+
     @staticmethod
     def uniform_size(videos: list[dict]) -> bool:
         return len({(v["height"], v["width"]) for v in videos}) <= 1

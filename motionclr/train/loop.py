@@ -24,6 +24,7 @@ from motionclr.config import Config, save_config
 from motionclr.datasets.distributed import TrainShardSampler
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.devices import resolve_device
+from motionclr.storage.warm import warm
 from motionclr.train.checkpoint import load_weights, read_checkpoint
 from motionclr.train.methods import build_method
 from motionclr.train.optim import build_optimizer, optimizer_step
@@ -184,6 +185,13 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
             index = load_index()
     ds = ShardClipDataset(stage, "train", cfg.data.split, sampler=model.sampler(),
                           train=True, modalities=model.modalities, index=index, seed=cfg.train.seed)
+    if local_rank == 0:  # once per machine: the page cache is shared by its ranks
+        warmed = warm(ds.shard_paths(), cfg.data.warm)
+        if progress and rank == 0:
+            print("pretrain: shards not read ahead (data.warm): " + warmed["skipped"]
+                  if "skipped" in warmed else
+                  f"pretrain: {warmed['bytes'] / 2**20:,.0f} MiB of shards read into the page "
+                  f"cache in {warmed['seconds']:.1f} s (data.warm)")
     per_rank_batch = cfg.train.batch_size // world
     if len(ds) < per_rank_batch * world:
         raise ValueError(f"{len(ds)} training videos < train.batch_size={cfg.train.batch_size}")

@@ -22,6 +22,7 @@ MAY_CHANGE: dict[str, str] = {
                     "are recomputed for the new length from the resume epoch on, and the change "
                     "is recorded in the checkpoint and provenance.jsonl",
     "train.device": "where it runs",
+    "data.warm": "page-cache warming before training: speed, not data",
     "train.amp": "mixed precision on CUDA: numerics, not the objective",
     "train.num_workers": "data-loading processes",
     "train.log_every": "logging",
