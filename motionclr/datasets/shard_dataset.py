@@ -10,9 +10,10 @@ than the read itself); ``batch_to_device`` moves a batch and permutes it to
 Frames are read with ``FrameReader`` (``preadv`` of exactly the clip's frames; h5py only
 for metadata), handles are opened lazily in each worker (they must not cross a fork), and
 a batch fetched through ``__getitems__`` asks the kernel for every clip's bytes before
-reading any, so cold reads keep many requests in flight. Every frame read is checked
-against the checksum recorded at packing: a damaged shard raises ``DamagedShardError``
-(naming the shard and video, and ``motionclr verify --repair``), it is never trained on.
+reading any, so cold reads keep many requests in flight. Every frame is checked against
+the checksum recorded at packing on its first read in the process and after any change to
+its shard file (``FrameReader``): a damaged shard raises ``DamagedShardError`` (naming the
+shard and video, and ``motionclr verify --repair``), it is never trained on.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-frame checksums of a packed stage, checked on every read.
+"""Per-frame checksums of a packed stage, checked when frames are read.
 
 Each frame of each modality gets one 64-bit checksum when it is packed: the sum of the
 frame's bytes read as little-endian uint64 words (zero-padded), modulo 2**64. Any change
@@ -12,7 +12,8 @@ The checksums of a stage live in one ``checksums-<digest>.npy`` (uint64) beside 
 shards, named by the manifest (``checksums``: file and blake2b) with each video's first
 index (``checksum_at``: rgb frames at ``[at, at + n)``, flow at ``[at + n, at + 2n - 1)``).
 Its name carries its digest, so a rewrite (``verify --repair``) never changes a file that
-a manifest already names. Readers memory-map it, per process.
+a manifest already names. Readers memory-map it, per process. ``FrameReader`` sums a frame
+on its first read in a process and again after any change to the shard file.
 """
 from __future__ import annotations
 

@@ -88,19 +88,28 @@ class FrameReader:
         return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLE_NS
 
     def _check(self, key, idx: np.ndarray, frames: np.ndarray) -> np.ndarray:
-        want = self.sums.get(key) if self.sums is not None else None
-        if want is None:
+        if self.sums is None:
             return frames
         settled = self.check_once and self._unchanged()
-        done = self._checked.get(key) if settled else None
-        if done is not None and done[idx].all():
+        # ``_checked[key]``: (frames checked, bool per frame; index lists read before, as
+        # bytes). A repeated index list is one set lookup, the common case after the first
+        # epochs; a new list of frames checked through other lists is one gather.
+        seen = self._checked.get(key) if settled else None
+        if seen is not None:
+            clip = idx.tobytes()
+            if clip in seen[1] or seen[0][idx].all():
+                seen[1].add(clip)
+                return frames
+        want = self.sums.get(key)
+        if want is None:
             return frames
         check_frames(self.path, key[0], key[1], idx, frames, want)
         self.frames_summed += len(idx)
         if settled:
-            if done is None:
-                done = self._checked[key] = np.zeros(len(want), bool)
-            done[idx] = True
+            if seen is None:
+                seen = self._checked[key] = (np.zeros(len(want), bool), set())
+            seen[0][idx] = True
+            seen[1].add(idx.tobytes())
         return frames
 
     @staticmethod
