@@ -30,6 +30,13 @@ _NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 SETTLE_NS = 2_000_000_000
 
 
+def _every(mask: np.ndarray) -> bool:
+    """``mask.all()`` for a small bool/uint8 array: no byte is 0. For the 16-32 entries of a
+    clip this is ~0.3 µs against ~1.2 µs for ``ndarray.all``, whose Python-level wrapper
+    costs more than the work; a clip read calls it twice per modality."""
+    return mask.tobytes().find(0) < 0
+
+
 class FrameReader:
     """Frames of uncompressed HDF5 datasets read with ``os.preadv`` straight into the output.
 
@@ -95,7 +102,7 @@ class FrameReader:
         # frame count, whatever the clips. (A set of the index lists read before was
         # faster on a benchmark that rereads its clips, but grows with every new clip.)
         done = self._checked.get(key) if settled else None
-        if done is not None and done[idx].tobytes().find(0) < 0:  # gather: ~0.4 µs
+        if done is not None and _every(done[idx]):
             return frames
         want = self.sums.get(key)
         if want is None:
@@ -146,7 +153,8 @@ class FrameReader:
         if tab is None:
             return None, None, 0
         c, offs, _, _, fb = tab
-        return tab, offs[idx // c] + (idx % c) * fb, fb
+        # One chunk per frame (what the packer writes): the offsets are the positions.
+        return tab, (offs[idx] if c == 1 else offs[idx // c] + (idx % c) * fb), fb
 
     @staticmethod
     def frame_bytes(shape, dtype) -> int:
@@ -246,7 +254,7 @@ class FrameReader:
             out = np.empty((len(idx),) + tab[2], tab[3])
         elif not out.flags.c_contiguous or out.shape != (len(idx),) + tab[2]:
             raise ValueError(f"out must be C-contiguous {(len(idx),) + tab[2]}")
-        if len(idx) == 1 or (np.diff(pos) == fb).all():
+        if len(idx) == 1 or _every(pos[1:] - pos[:-1] == fb):
             runs = [None]  # the common case: one range, in the clip's order
         else:
             runs = self._runs(pos, fb)
