@@ -37,35 +37,43 @@ def _flip(path, a, frame: int):
         f.write(bytes([b[0] ^ 0x10]))
 
 
-def test_a_settled_file_is_summed_once_per_frame(tmp_path, monkeypatch):
-    monkeypatch.setattr(fr, "SETTLE_NS", 0)  # ctime is now (utime): count it as settled
-    path, a, sums = _shard(tmp_path)
-    with h5py.File(path, "r") as f:
-        r = FrameReader(path, sums=sums)
-        for _ in range(3):
-            np.testing.assert_array_equal(r.read(("vid", "rgb"), IDX, lambda: f["v"]), a[IDX])
-        assert r.frames_summed == len(IDX)
-        r.read(("vid", "rgb"), np.array([3, 4]), lambda: f["v"])  # frame 4 is new
-        assert r.frames_summed == len(IDX) + 2
-        r.read(("vid", "rgb"), np.array([4, 5, 7]), lambda: f["v"])  # a new list, old frames
-        assert r.frames_summed == len(IDX) + 2
-        every = FrameReader(path, sums=sums, check_once=False)  # control: sums each read
-        for _ in range(3):
-            every.read(("vid", "rgb"), IDX, lambda: f["v"])
-        assert every.frames_summed == 3 * len(IDX)
-
-
-def test_damage_after_a_clean_read_is_found(tmp_path, monkeypatch):
+@pytest.fixture
+def settled(tmp_path, monkeypatch):
+    """(reader, open h5py file, path, frames, sums) of a shard counted as settled: ctime
+    is now (the utime call sets it), so the settle time is set to 0."""
     monkeypatch.setattr(fr, "SETTLE_NS", 0)
     path, a, sums = _shard(tmp_path)
     with h5py.File(path, "r") as f:
-        r = FrameReader(path, sums=sums)
-        r.read(("vid", "rgb"), IDX, lambda: f["v"])
-        r.read(("vid", "rgb"), IDX, lambda: f["v"])
-        assert r.frames_summed == len(IDX)  # the second read trusted the first
-        _flip(path, a, 5)  # a write: the file's mtime and ctime move
-        with pytest.raises(DamagedShardError, match=r"vid .*rgb frames \[5\]"):
-            r.read(("vid", "rgb"), IDX, lambda: f["v"])
+        yield FrameReader(path, sums=sums), f, path, a, sums
+
+
+def _read(r, f, idx=IDX, times=1):
+    """Read frames ``idx`` of the test dataset ``times`` times; the last read's frames."""
+    for _ in range(times):
+        out = r.read(("vid", "rgb"), np.asarray(idx), lambda: f["v"])
+    return out
+
+
+def test_a_settled_file_is_summed_once_per_frame(settled):
+    r, f, path, a, sums = settled
+    np.testing.assert_array_equal(_read(r, f, times=3), a[IDX])
+    assert r.frames_summed == len(IDX)
+    _read(r, f, [3, 4])  # frame 4 is new
+    assert r.frames_summed == len(IDX) + 2
+    _read(r, f, [4, 5, 7])  # a new list of frames checked before
+    assert r.frames_summed == len(IDX) + 2
+    every = FrameReader(path, sums=sums, check_once=False)  # control: sums each read
+    _read(every, f, times=3)
+    assert every.frames_summed == 3 * len(IDX)
+
+
+def test_damage_after_a_clean_read_is_found(settled):
+    r, f, path, a, _ = settled
+    _read(r, f, times=2)
+    assert r.frames_summed == len(IDX)  # the second read trusted the first
+    _flip(path, a, 5)  # a write: the file's mtime and ctime move
+    with pytest.raises(DamagedShardError, match=r"vid .*rgb frames \[5\]"):
+        _read(r, f)
 
 
 def test_a_recently_changed_file_is_summed_on_every_read(tmp_path):
@@ -74,17 +82,13 @@ def test_a_recently_changed_file_is_summed_on_every_read(tmp_path):
     path, a, sums = _shard(tmp_path)
     with h5py.File(path, "r") as f:
         r = FrameReader(path, sums=sums)
-        for _ in range(3):
-            r.read(("vid", "rgb"), IDX, lambda: f["v"])
+        _read(r, f, times=3)
         assert r.frames_summed == 3 * len(IDX)
 
 
-def test_a_fork_does_not_inherit_what_its_parent_checked(tmp_path, monkeypatch):
-    monkeypatch.setattr(fr, "SETTLE_NS", 0)
-    path, a, sums = _shard(tmp_path)
-    with h5py.File(path, "r") as f:
-        r = FrameReader(path, sums=sums)
-        r.read(("vid", "rgb"), IDX, lambda: f["v"])
-        r._pid = -1  # what a forked worker sees: another pid
-        r.read(("vid", "rgb"), IDX, lambda: f["v"])
-        assert r.frames_summed == 2 * len(IDX)
+def test_a_fork_does_not_inherit_what_its_parent_checked(settled):
+    r, f = settled[:2]
+    _read(r, f)
+    r._pid = -1  # what a forked worker sees: another pid
+    _read(r, f)
+    assert r.frames_summed == 2 * len(IDX)
