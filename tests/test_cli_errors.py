@@ -173,3 +173,19 @@ def test_ctrl_c_that_surfaces_as_another_error_is_still_an_interrupt(monkeypatch
     monkeypatch.setattr(cli, "_dispatch", bug)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["pretrain"])
+
+
+def test_data_direct_is_checked_at_once_and_on_trains_through_workers(tiny_stage, tmp_path):
+    """A bad ``data.direct`` is one line naming the choices, before anything is written;
+    ``on`` trains with O_DIRECT reads inside a DataLoader worker (its own thread pool)."""
+    cfg, _ = tiny_stage
+    run = tmp_path / "run"
+    over = tiny_overrides(cfg.data.root, cfg.data.cache) + [f"train.run={run}"]
+    _one_line_error(_cli("pretrain", *over, "data.direct=yes"), "data.direct='yes'",
+                    "valid: auto, on, off")
+    assert not run.exists()
+    res = _cli("pretrain", *over, "data.direct=on", "train.num_workers=1")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "read with O_DIRECT (data.direct=on)" in res.stdout
+    assert "read into the page cache" not in res.stdout  # no warming for direct reads
+    assert (run / "checkpoint.pt").exists()

@@ -7,7 +7,10 @@ metadata lookup per dataset they can be read straight into the output with ``pre
 """
 from __future__ import annotations
 
+import errno
+import mmap
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +31,21 @@ _NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 # coarse timestamp clock, where a second change could leave (mtime, ctime) as they were:
 # frames of such a file are checked on every read, never remembered as checked.
 SETTLE_NS = 2_000_000_000
+# ``O_DIRECT`` wants file offsets, lengths and buffer addresses aligned to the device's
+# logical block (512 B or 4 KiB): a page covers both.
+ALIGN = mmap.PAGESIZE
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_bounce = threading.local()  # per thread: one page-aligned buffer for direct reads
+
+
+def _bounce_buffer(n: int) -> mmap.mmap:
+    """This thread's page-aligned buffer of at least ``n`` bytes (grown, never shrunk):
+    anonymous ``mmap`` memory is page-aligned, as ``O_DIRECT`` needs, and reusing it
+    saves faulting in fresh pages for every clip."""
+    buf = getattr(_bounce, "buf", None)
+    if buf is None or len(buf) < n:
+        buf = _bounce.buf = mmap.mmap(-1, max(n, 4 << 20))
+    return buf
 
 
 def _every(mask: np.ndarray) -> bool:
@@ -76,12 +94,14 @@ class FrameReader:
         self.sums = sums
         self.check_once = bool(check_once)
         self._fd, self._pid, self._tables = None, None, {}
+        self._dfd = None  # O_DIRECT descriptor, opened on the first direct read; -1: refused
         self._checked, self._stat = {}, None
         self.frames_summed = 0  # frames whose sum this process computed (tests, bench)
 
     def __getstate__(self):
         return {"path": self.path, "known": self.known, "merge_gap": self.merge_gap,
                 "sums": self.sums, "check_once": self.check_once, "_fd": None, "_pid": None,
+                "_dfd": None,
                 "_tables": {}, "_checked": {}, "_stat": None, "frames_summed": 0}
 
     def _unchanged(self) -> bool:
@@ -94,7 +114,11 @@ class FrameReader:
             self._stat, self._checked = stat, {}
         return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLE_NS
 
-    def _check(self, key, idx: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    def _check(self, key, idx: np.ndarray, frames: np.ndarray,
+               from_disk: bool = False) -> np.ndarray:
+        """``frames`` checked against their recorded sums, unless this process checked them
+        already and the file is unchanged. ``from_disk``: the bytes were just read from the
+        disk (``O_DIRECT``), so they are summed whatever was checked before."""
         if self.sums is None:
             return frames
         settled = self.check_once and self._unchanged()
@@ -102,7 +126,7 @@ class FrameReader:
         # frame count, whatever the clips. (A set of the index lists read before was
         # faster on a benchmark that rereads its clips, but grows with every new clip.)
         done = self._checked.get(key) if settled else None
-        if done is not None and _every(done[idx]):
+        if done is not None and not from_disk and _every(done[idx]):
             return frames
         want = self.sums.get(key)
         if want is None:
@@ -136,6 +160,7 @@ class FrameReader:
         """(table, frame byte positions, frame bytes) of ``idx``; table None = compressed."""
         if self._pid != os.getpid():
             self._fd, self._pid, self._tables = os.open(self.path, os.O_RDONLY), os.getpid(), {}
+            self._dfd = None
             self._checked, self._stat = {}, None  # checked by this process, not its parent
             keep_freed_memory()  # clip buffers reused, not re-faulted (storage/heap.py)
         tab = self._tables.get(key, False)
@@ -228,7 +253,7 @@ class FrameReader:
             os.posix_fadvise(self._fd, off, length, os.POSIX_FADV_WILLNEED)
 
     def read(self, key, idx: np.ndarray, get_ds, out: np.ndarray | None = None,
-             cached_only: bool = False) -> np.ndarray | None:
+             cached_only: bool = False, direct: bool = False) -> np.ndarray | None:
         """Frames ``idx`` -> ``(len(idx), *frame_shape)``, into ``out`` when given.
 
         ``key`` names the dataset (its offsets are cached under it); ``get_ds()`` returns the
@@ -237,6 +262,8 @@ class FrameReader:
         copy of stacking several clips. ``cached_only``: read only if every byte is in the
         page cache already (``RWF_NOWAIT``), else return None at once with nothing checked,
         so a caller can send read-ahead hints for just the clips that need the disk.
+        ``direct``: read from the disk with ``O_DIRECT``, past the page cache (``_direct``,
+        ``ShardClipDataset.direct``); where the file system refuses it, an ordinary read.
         """
         idx = np.asarray(idx, np.int64)
         tab, pos, fb = self._plan(key, idx, get_ds)
@@ -258,6 +285,16 @@ class FrameReader:
             runs = [None]  # the common case: one range, in the clip's order
         else:
             runs = self._runs(pos, fb)
+        if direct and not cached_only and self.direct_fd() >= 0:
+            try:
+                for run in runs:
+                    self._direct(out, run, int(pos[0 if run is None else run[0]]), fb)
+                return self._check(key, idx, out, from_disk=True)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                os.close(self._dfd)  # alignment refused by this device: read as usual
+                self._dfd = -1
         flags = _NOWAIT if cached_only else 0
         for run in runs:
             if not self._copy(out, run, int(pos[0 if run is None else run[0]]), fb, flags):
@@ -285,6 +322,42 @@ class FrameReader:
             if not self._preadv([out[i] for i in part], off + j * fb, len(part) * fb, flags):
                 return False
         return True
+
+    def direct_fd(self) -> int:
+        """This process's ``O_DIRECT`` descriptor of the file; -1 where it is refused
+        (tmpfs, some network file systems), and then reads go through the page cache."""
+        if self._dfd is None:
+            try:
+                self._dfd = os.open(self.path, os.O_RDONLY | _O_DIRECT) if _O_DIRECT else -1
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                self._dfd = -1
+        return self._dfd
+
+    def _direct(self, out: np.ndarray, run: np.ndarray | None, off: int, fb: int) -> None:
+        """File bytes ``[off, off + len(run) * fb)`` into frames ``run`` of ``out`` (None:
+        all of it), read with ``O_DIRECT``: the range widened to page boundaries lands
+        in this thread's aligned buffer by DMA, then one copy puts the frames in place.
+
+        Why, when a clip is not cached (docs/benchmarks.md, io section): a buffered cold
+        read allocates, maps and fills 4 KiB page-cache folios and then copies out of them,
+        which cost ~40 % of the disk's rate here; a page-aligned ``O_DIRECT`` read plus a
+        copy from a warm buffer does not. The pages are not cached, which pays only when
+        they would be evicted before the next read of them: ``ShardClipDataset.direct``.
+        """
+        n = (len(out) if run is None else len(run)) * fb
+        lo = off - off % ALIGN
+        hi = -(-(off + n) // ALIGN) * ALIGN
+        buf = _bounce_buffer(hi - lo)
+        got = os.preadv(self._dfd, [memoryview(buf)[:hi - lo]], lo)
+        if got < off + n - lo:  # the file's end may fall inside the last page, no earlier
+            raise OSError(f"short read from {self.path}")
+        src = np.frombuffer(buf, out.dtype, n // out.itemsize, off - lo)
+        if run is None:
+            out.reshape(-1)[:] = src
+        else:
+            out[run] = src.reshape((len(run),) + out.shape[1:])
 
     def _preadv(self, bufs, off: int, n: int, flags: int) -> bool:
         try:

@@ -14,6 +14,9 @@ the files' clean cached pages (``POSIX_FADV_DONTNEED``) and reads each file once
 to back, in 8 MiB requests. It costs one sequential read of the stage from the disk. A
 stage larger than that fraction is left alone: its clips come from the disk anyway, and
 reading it whole would only evict other pages.
+
+``direct_for`` decides the other end: a stage so much larger than memory that most clips
+come from the disk is read past the page cache (``ShardClipDataset.direct``).
 """
 from __future__ import annotations
 
@@ -71,3 +74,28 @@ def warm(paths: list[Path], fraction: float) -> dict:
         finally:
             os.close(fd)
     return {"bytes": total, "seconds": time.perf_counter() - t0}
+
+
+DIRECT_CHOICES = ("auto", "on", "off")
+# ``auto`` reads with O_DIRECT when the stage is larger than this many times the available
+# memory. Measured on the bench's disk (docs/benchmarks.md, io section), a clip read
+# through the page cache when it is not cached costs ~1.6x an O_DIRECT read, and a cached
+# one a few per cent of it. With clips drawn uniformly, about (memory / stage) of them are
+# cached, so caching pays while that fraction is above ~0.4: below it, O_DIRECT wins.
+DIRECT_AUTO = 2.5
+
+
+def direct_for(paths: list[Path], mode: str) -> tuple[bool, str]:
+    """(read uncached clips with ``O_DIRECT``?, why) for ``data.direct`` = ``mode``."""
+    if mode not in DIRECT_CHOICES:
+        raise ValueError(f"data.direct={mode!r}; valid: {', '.join(DIRECT_CHOICES)}")
+    if mode != "auto":
+        return mode == "on", f"data.direct={mode}"
+    total = sum(Path(p).stat().st_size for p in paths)
+    avail = available_memory()
+    if avail is None:
+        return False, "data.direct=auto: available memory unknown, reads use the page cache"
+    big = total > DIRECT_AUTO * avail
+    return big, (f"data.direct=auto: {total / 2**30:.1f} GiB of shards "
+                 f"{'>' if big else '<='} {DIRECT_AUTO:g} x {avail / 2**30:.1f} GiB available"
+                 f" -> {'O_DIRECT' if big else 'page cache'}")

@@ -24,7 +24,7 @@ from motionclr.config import Config, save_config
 from motionclr.datasets.distributed import TrainShardSampler
 from motionclr.datasets.shard_dataset import ShardClipDataset, batch_to_device
 from motionclr.devices import resolve_device
-from motionclr.storage.warm import warm
+from motionclr.storage.warm import direct_for, warm
 from motionclr.train.checkpoint import load_weights, read_checkpoint
 from motionclr.train.methods import build_method
 from motionclr.train.optim import build_optimizer, optimizer_step
@@ -185,7 +185,10 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
             index = load_index()
     ds = ShardClipDataset(stage, "train", cfg.data.split, sampler=model.sampler(),
                           train=True, modalities=model.modalities, index=index, seed=cfg.train.seed)
-    if local_rank == 0:  # once per machine: the page cache is shared by its ranks
+    ds.direct, why = direct_for(ds.shard_paths(), cfg.data.direct)
+    if progress and rank == 0 and ds.direct:
+        print(f"pretrain: clips not in the page cache are read with O_DIRECT ({why})")
+    if local_rank == 0 and not ds.direct:  # once per machine: ranks share the page cache
         warmed = warm(ds.shard_paths(), cfg.data.warm)
         if progress and rank == 0:
             print("pretrain: shards not read ahead (data.warm): " + warmed["skipped"]

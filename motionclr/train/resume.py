@@ -23,6 +23,7 @@ MAY_CHANGE: dict[str, str] = {
                     "is recorded in the checkpoint and provenance.jsonl",
     "train.device": "where it runs",
     "data.warm": "page-cache warming before training: speed, not data",
+    "data.direct": "O_DIRECT or page-cache reads: speed, not data",
     "train.amp": "mixed precision on CUDA: numerics, not the objective",
     "train.num_workers": "data-loading processes",
     "train.log_every": "logging",
