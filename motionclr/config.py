@@ -32,7 +32,7 @@ class DataCfg:
     #                                cache when they fit in this fraction of available memory
     #                                (storage/warm.py: faster warm reads); 0 = off
     direct: str = "auto"           # read clips not in the page cache with O_DIRECT: on | off |
-    #                                auto (on for stages > 2.5x available memory, warm.py)
+    #                                auto (on for stages > 10x available memory, warm.py)
     options: dict = field(default_factory=dict)  # source keyword args (folder: test_fraction)
     augment: dict = field(default_factory=dict)  # training augmentation (AugmentCfg fields)
 

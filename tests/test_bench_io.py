@@ -74,6 +74,14 @@ def test_tiny_end_to_end(tmp_path):
     ds = bio.ShardWorkload(tmp_path / "work" / "shards", items, 16, 2, 0)
     seconds, nbytes = bio.hint_all_then_read(ds, 6)
     assert seconds > 0 and nbytes == sum(v.nbytes for j in range(6) for v in ds[j].values())
+    # --render-only rewrites the section from results.json, with the run's own command
+    out.write_text("before\n" + bio.START + "\nstale\n" + bio.END + "\nafter\n")
+    assert bio.main(["--render-only", "--workdir", str(tmp_path / "work"),
+                     "--out", str(out)]) == 0
+    again = out.read_text()
+    assert again.startswith("before\n") and again.endswith("after\n") and "stale" not in again
+    assert again[again.index(bio.START):] == text[text.index(bio.START):] + "after\n"
+    assert "--render-only" not in again and "--no-cold" in again
     # the build is cached: a second call reuses it
     meta = (tmp_path / "work" / "build.json").stat().st_mtime
     bio.build(tmp_path / "work", bio.BuildParams(videos=2, frames=20, source="synthetic"))

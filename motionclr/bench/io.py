@@ -280,6 +280,22 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         "so stride-2 gaps are read too (`FrameReader(merge_gap=...)`; cold clip MB/s 512-585 "
         "against 781-954 with per-frame hints), reading a batch's clips from 4 threads (cold "
         "+5-9 %, warm -12 %).",
+        "- `O_DIRECT` (`data.direct`; `FrameReader._direct`, `ShardClipDataset._read_direct`): "
+        "a buffered read of an uncached clip makes the kernel allocate and fill 4 KiB "
+        "page-cache folios and then copy out of them; with `O_DIRECT` the disk writes into a "
+        "page-aligned per-thread buffer and one copy from it puts the frames in place. Here "
+        "that is a small gain (82 % against 76 % of the random reads' rate in the table "
+        "above; CPU time per cold clip 1.47 against 1.53 ms in a scratch run): this disk "
+        "serves one request at a time, so the disk, not the page cache's CPU work, sets the "
+        "pace. Every direct read is checked against its "
+        "sums (its bytes just came from the disk). The pages are not cached, which is what "
+        "a stage larger than memory wants, and a loss for one the cache could keep: `auto` "
+        "turns it on above 10× the available memory (`motionclr/storage/warm.py` derives "
+        "the threshold from these rates). A first version asked the page cache first "
+        "(`RWF_NOWAIT`) and read only the misses directly; a `RWF_NOWAIT` read of uncached "
+        "pages starts the kernel's read-ahead of them before it returns, so each clip was "
+        "read twice (566 against 1,166 MB/s in a scratch A/B with the same order of runs); "
+        "direct mode now reads every clip directly.",
         "- h5py strided slicing (`ds[a:b:2]`) on 8-frame chunks ran at about 10 clips/s in a "
         "separate micro-benchmark, 100× slower than reading the range; the shard reader "
         "avoids h5py's read path altogether.",
@@ -447,7 +463,7 @@ def targets(res: dict, sizes: dict) -> list[str]:
                         _median_ratio(res, "shards", j, "dl_rounds"), 1.5))
     pr = res.get("paired", {})
     out.append(line("shards cold read rate, `data.direct=on` (what `auto` picks for a stage "
-                    "over 2.5× the available memory, where most clips come from the disk), "
+                    "over 10× the available memory, where most clips come from the disk), "
                     "vs the disk's own random reads of the same request sizes (the faster of "
                     "1 and 8 in flight; median of repeats)",
                     pr.get("direct_vs_random"), 0.8, "{:.0%}"))
@@ -517,6 +533,8 @@ def parse(argv):
     ap.add_argument("--load-note", default="",
                     help="a sentence on what else ran on the machine, for the report")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite the docs section from the last run's results.json")
     ap.add_argument("--checksum-cost", action="store_true",
                     help="only measure the read checks' cost (printed, docs not written)")
     return ap.parse_args(argv)
@@ -533,10 +551,27 @@ def _augment_method(args):
     return build_method(cfg)
 
 
+def render_only(work: Path, out: Path) -> int:
+    """The docs section again from ``work/results.json``, measuring nothing: for a change
+    of the section's text. The run's own command and arguments are kept."""
+    saved = json.loads((work / "results.json").read_text())
+    if "args" not in saved:
+        raise SystemExit(f"{work / 'results.json'} predates --render-only: run the bench")
+    meta = json.loads((work / "build.json").read_text())
+    sizes = {k: (v[0], v[1], tuple(v[2])) for k, v in saved["sizes"].items()}
+    body = render(saved["results"], sizes, meta, argparse.Namespace(**saved["args"]),
+                  saved["cmd"])
+    write_section(out, body, "io")
+    print(body)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv if argv is not None else sys.argv[1:])
     cmd = "motionclr bench io " + " ".join(argv or [])
     work = Path(args.workdir)
+    if args.render_only:
+        return render_only(work, Path(args.out))
     params = BuildParams(videos=args.videos, frames=args.frames, short_side=args.short_side,
                          source=args.source if args.source != "samples" or _sample_clips()
                          else "synthetic", seed=args.seed)
@@ -705,7 +740,9 @@ def main(argv: list[str] | None = None) -> int:
     body = render(res, sizes, meta, args, cmd.strip())
     write_section(Path(args.out), body, "io")
     (work / "results.json").write_text(json.dumps({"results": res, "sizes": {
-        k: list(v[:2]) + [list(v[2])] for k, v in sizes.items()}}, indent=1, default=str))
+        k: list(v[:2]) + [list(v[2])] for k, v in sizes.items()}, "cmd": cmd.strip(),
+        "args": {k: v for k, v in vars(args).items() if k != "render_only"}},
+        indent=1, default=str))
     print(body)
     return 0
 

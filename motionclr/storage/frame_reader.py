@@ -340,11 +340,12 @@ class FrameReader:
         all of it), read with ``O_DIRECT``: the range widened to page boundaries lands
         in this thread's aligned buffer by DMA, then one copy puts the frames in place.
 
-        Why, when a clip is not cached (docs/benchmarks.md, io section): a buffered cold
-        read allocates, maps and fills 4 KiB page-cache folios and then copies out of them,
-        which cost ~40 % of the disk's rate here; a page-aligned ``O_DIRECT`` read plus a
-        copy from a warm buffer does not. The pages are not cached, which pays only when
-        they would be evicted before the next read of them: ``ShardClipDataset.direct``.
+        Why, when a clip is not cached: a buffered cold read makes the kernel allocate and
+        fill 4 KiB page-cache folios and then copies out of them; here the disk writes into
+        this thread's buffer. On the bench's disk that delivered 82 % of its random-read
+        rate against 76 % (docs/benchmarks.md, io section). The pages are not cached, which
+        pays only when they would be evicted before the next read of them:
+        ``ShardClipDataset.direct``, ``storage.warm.direct_for``.
         """
         n = (len(out) if run is None else len(run)) * fb
         lo = off - off % ALIGN

@@ -78,11 +78,14 @@ def warm(paths: list[Path], fraction: float) -> dict:
 
 DIRECT_CHOICES = ("auto", "on", "off")
 # ``auto`` reads with O_DIRECT when the stage is larger than this many times the available
-# memory. Measured on the bench's disk (docs/benchmarks.md, io section), a clip read
-# through the page cache when it is not cached costs ~1.6x an O_DIRECT read, and a cached
-# one a few per cent of it. With clips drawn uniformly, about (memory / stage) of them are
-# cached, so caching pays while that fraction is above ~0.4: below it, O_DIRECT wins.
-DIRECT_AUTO = 2.5
+# memory. Measured on the bench's disk (docs/benchmarks.md, io section: 76 % against 82 %
+# of the disk's random-read rate), a clip read through the page cache when it is not
+# cached costs ~1.08x an O_DIRECT read, and a cached one ~0.07x (a warm read). With clips
+# drawn uniformly about (memory / stage) of them are cached, so the page cache pays while
+# that fraction is above ~0.08, i.e. up to a stage of ~12x memory. O_DIRECT also leaves
+# the page cache to other work. (On a disk whose random reads are faster, the page cache's
+# per-byte CPU cost weighs more and the break-even moves lower: set ``data.direct=on``.)
+DIRECT_AUTO = 10.0
 
 
 def direct_for(paths: list[Path], mode: str) -> tuple[bool, str]:
