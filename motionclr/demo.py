@@ -47,6 +47,12 @@ def run_demo(configs: list[str] | None = None, overrides: list[str] | None = Non
     print(f"run: {run}")
     print(format_table(rec, f"retrieval R@k (%), {cfg.method.name}, "
                             f"{result['protocol']['n_query']} test queries"))
+    # A demo run is seconds of training: say what its numbers can and cannot show.
+    chance = 100.0 / len(manifest["classes"])
+    print(f"chance R@1: {chance:.1f} % ({len(manifest['classes'])} classes). The demo budget "
+          f"checks that every stage runs; it is too short to learn motion (MoCo learns "
+          f"appearance in any case). What each method learns at a real budget: "
+          f"`make bench-methods`, docs/benchmarks.md.")
     print("\nstage timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     (Path(run) / "demo_timings.json").write_text(json.dumps(timings, indent=1))
     return {"timings": timings, "retrieval": result}
