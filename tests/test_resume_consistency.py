@@ -68,7 +68,7 @@ def test_more_epochs_and_operational_keys_resume_and_are_recorded(run_copy, caps
     run, over = run_copy
     lines_before = (run / "provenance.jsonl").read_text().splitlines()
     pretrain(load_config(None, over + ["train.epochs=2", "train.log_every=1",
-                                       "eval.num_clips=3"]))
+                                       "eval.num_clips=3", "data.direct=on"]))
     out = capsys.readouterr().out
     assert "resuming" in out and "after epoch 1/2" in out and "starting new run" not in out
     assert "train.epochs 1 -> 2" in out
@@ -81,7 +81,8 @@ def test_more_epochs_and_operational_keys_resume_and_are_recorded(run_copy, caps
     assert resume["from_epoch"] == 1
     changed = {k: v for k, v in resume["changed"].items() if k != "train.run"}  # a copy
     assert changed == {"train.epochs": [1, 2], "train.log_every": [10, 1],
-                       "eval.num_clips": [2, 3]}
+                       "eval.num_clips": [2, 3], "data.direct": ["auto", "on"]}
+    assert "read with O_DIRECT (data.direct=on)" in out
     assert load_config(run / "config.yaml").train.epochs == 2
     # Fewer epochs than the checkpoint finished: refused, nothing written.
     before = _snapshot(run)

@@ -16,7 +16,7 @@ from typing import Any
 from motionclr.config import Config, config_from_dict
 from motionclr.errors import UserError
 
-# key -> why it may differ on resume (docs/architecture.md lists the same).
+# key -> why it may differ on resume (docs/architecture.md, "Training", describes the check).
 MAY_CHANGE: dict[str, str] = {
     "train.epochs": "more epochs (at least the finished ones); the LR and momentum schedules "
                     "are recomputed for the new length from the resume epoch on, and the change "
