@@ -31,7 +31,7 @@ class DataCfg:
     warm: float = 0.5              # pretrain first reads the shards sequentially into the page
     #                                cache when they fit in this fraction of available memory
     #                                (storage/warm.py: faster warm reads); 0 = off
-    direct: str = "auto"           # read clips not in the page cache with O_DIRECT: on | off |
+    direct: str = "auto"           # read clips with O_DIRECT, past the page cache: on | off |
     #                                auto (on for stages > 10x available memory, warm.py)
     options: dict = field(default_factory=dict)  # source keyword args (folder: test_fraction)
     augment: dict = field(default_factory=dict)  # training augmentation (AugmentCfg fields)

@@ -36,12 +36,11 @@ def pretrain(cfg: Config, progress: bool = True) -> Path:
     from motionclr.train.loop import train
     from motionclr.devices import resolve_device
     from motionclr.train.methods import validate_method
-    from motionclr.storage.warm import DIRECT_CHOICES
+    from motionclr.storage.warm import check_direct
     from motionclr.utils import dist_info
 
     validate_method(cfg)  # method params typed and checked before any data is read or written
-    if cfg.data.direct not in DIRECT_CHOICES:
-        raise ValueError(f"data.direct={cfg.data.direct!r}; valid: {', '.join(DIRECT_CHOICES)}")
+    check_direct(cfg.data.direct)  # before anything is written, like the method params
     resolve_device(cfg.train.device)  # CUDA asked for but absent: one line, nothing written
     stage = find_flow_stage(cfg)
     rank = dist_info()[0]

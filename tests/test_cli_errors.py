@@ -37,13 +37,12 @@ def _one_line_error(res, *needles):
 
 
 def _refused_before_writing(tiny_stage, tmp_path, setting: str, *needles):
-    """``pretrain`` with ``setting`` fails in one line holding ``needles`` and creates no
-    run directory. Returns (config, run directory, overrides) for more checks."""
+    """``pretrain`` with ``setting`` fails in one line holding ``needles``. Returns
+    (config, run directory, overrides) for more checks."""
     cfg, _ = tiny_stage
     run = tmp_path / "run"
     over = tiny_overrides(cfg.data.root, cfg.data.cache) + [f"train.run={run}"]
     _one_line_error(_cli("pretrain", *over, setting), *needles)
-    assert not run.exists()
     return cfg, run, over
 
 
@@ -82,6 +81,7 @@ def test_resolve_device():
 def test_cuda_without_a_gpu_is_one_line_and_writes_nothing(tiny_stage, tmp_path):
     cfg, run, over = _refused_before_writing(tiny_stage, tmp_path, "train.device=cuda",
                                              "no CUDA GPU", "device=auto")
+    assert not run.exists()
     run.mkdir()
     from motionclr.train.methods import build_method
     torch.save({"model": build_method(cfg).state_dict(), "epoch": 0, "config": cfg.to_dict(),
@@ -187,6 +187,7 @@ def test_data_direct_is_checked_at_once_and_on_trains_through_workers(tiny_stage
     ``on`` trains with O_DIRECT reads inside a DataLoader worker (its own thread pool)."""
     _, run, over = _refused_before_writing(tiny_stage, tmp_path, "data.direct=yes",
                                            "data.direct='yes'", "valid: auto, on, off")
+    assert not run.exists()
     res = _cli("pretrain", *over, "data.direct=on", "train.num_workers=1")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "read with O_DIRECT (data.direct=on)" in res.stdout

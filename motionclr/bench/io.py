@@ -206,7 +206,7 @@ def render(res: dict, sizes: dict, meta: dict, args, cmd: str) -> str:
         f"our reader over {pr.get('clips', '–')} clips whose frame spans do not overlap (up "
         "to 3 per video), through the page cache (`data.direct=off`, read-ahead hints for "
         "a batch's uncached clips, then buffered reads) and with `O_DIRECT` (`data.direct=on`,"
-        " a batch's uncached clips read 4 at a time from threads into page-aligned buffers, "
+        " every clip of a batch read 4 at a time from threads into page-aligned buffers, "
         "then copied into place); the same clips with every read-ahead hint issued first (the access "
         "pattern's ceiling; no loader knows every future clip); the reader on the "
         "time-ordered shards; and the disk alone, random `O_DIRECT` reads of the reader's own "

@@ -10,9 +10,9 @@ than the read itself); ``batch_to_device`` moves a batch and permutes it to
 Frames are read with ``FrameReader`` (``preadv`` of exactly the clip's frames; h5py only
 for metadata), handles are opened lazily in each worker (they must not cross a fork), and
 a batch fetched through ``__getitems__`` asks the kernel for every clip's bytes before
-reading any, so cold reads keep many requests in flight. With ``direct``, the clips of a
-batch that are not cached are read past the page cache instead (``O_DIRECT``, from
-``io_depth`` threads): for stages far larger than memory (``direct_for``). Every frame is checked against
+reading any, so cold reads keep many requests in flight. With ``direct``, every clip is
+read past the page cache instead (``O_DIRECT``, from ``io_depth`` threads): for stages far
+larger than memory (``direct_for``). Every frame is checked against
 the checksum recorded at packing on its first read in the process and after any change to
 its shard file (``FrameReader``): a damaged shard raises ``DamagedShardError`` (naming the
 shard and video, and ``motionclr verify --repair``), it is never trained on.
@@ -74,9 +74,9 @@ class ShardClipDataset(Dataset):
         seed: clips of (seed, epoch, index) are deterministic, so a resumed run replays.
         check: verify every frame read against its recorded checksum (``bench io``
             measures the cost; off only to measure it).
-        direct: read the clips that are not in the page cache with ``O_DIRECT``
-            (``FrameReader.read``), ``io_depth`` at a time, instead of hinting and reading
-            them through the cache; ``direct_for`` decides it from the stage's size.
+        direct: read every clip with ``O_DIRECT`` (``FrameReader.read``), ``io_depth`` at
+            a time, instead of through the page cache; ``direct_for`` decides it from the
+            stage's size.
     """
 
     def __init__(self, stage_dir, subset: str | None = "train", split: int = 1,

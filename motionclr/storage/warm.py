@@ -88,10 +88,15 @@ DIRECT_CHOICES = ("auto", "on", "off")
 DIRECT_AUTO = 10.0
 
 
-def direct_for(paths: list[Path], mode: str) -> tuple[bool, str]:
-    """(read uncached clips with ``O_DIRECT``?, why) for ``data.direct`` = ``mode``."""
+def check_direct(mode: str) -> None:
+    """A ``data.direct`` value other than the choices fails with them."""
     if mode not in DIRECT_CHOICES:
         raise ValueError(f"data.direct={mode!r}; valid: {', '.join(DIRECT_CHOICES)}")
+
+
+def direct_for(paths: list[Path], mode: str) -> tuple[bool, str]:
+    """(read clips with ``O_DIRECT``?, why) for ``data.direct`` = ``mode``."""
+    check_direct(mode)
     if mode != "auto":
         return mode == "on", f"data.direct={mode}"
     total = sum(Path(p).stat().st_size for p in paths)

@@ -187,7 +187,7 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
                           train=True, modalities=model.modalities, index=index, seed=cfg.train.seed)
     ds.direct, why = direct_for(ds.shard_paths(), cfg.data.direct)
     if progress and rank == 0 and ds.direct:
-        print(f"pretrain: clips not in the page cache are read with O_DIRECT ({why})")
+        print(f"pretrain: clips bypass the page cache: read with O_DIRECT ({why})")
     if local_rank == 0 and not ds.direct:  # once per machine: ranks share the page cache
         warmed = warm(ds.shard_paths(), cfg.data.warm)
         if progress and rank == 0:
