@@ -91,6 +91,9 @@ class MethodCfg:
     momentum: float = 0.99         # key-encoder EMA at the start; cosine-scheduled to 1
     terms: dict = field(default_factory=dict)  # loss-term weights, e.g. {loss_mx: 0.5}
     mask_same_video: bool = True   # a query's own video in the queue is not a negative
+    # MoCo's shuffle-BN, emulated per rank: BatchNorm statistics over G slices of the batch
+    # and keys encoded from a shuffled batch (train/shuffle_bn.py); 1 = off
+    shuffle_bn: int = 1
     params: dict = field(default_factory=dict)  # method-specific extras
 
 

@@ -291,16 +291,23 @@ def test_registry_has_every_method():
     assert {"moco", "modist", "mscl", "vclr", "mcl"} <= set(METHODS)
 
 
+@pytest.mark.parametrize("shuffle_bn", [1, 2])
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_registered_method_runs_one_step(name):
+def test_every_registered_method_runs_one_step(name, shuffle_bn):
+    """Also under shuffle-BN: every key path (MCL's and VCLR's multi-view keys, the flow
+    keys) goes through ``key_forward``, and MCL's second-order L_MAL through split BN."""
+    from motionclr.train.methods import build_method
     from motionclr.train.methods.modist import MoDist
     torch.manual_seed(0)
     cfg = _cfg(flow=issubclass(METHODS[name], MoDist))
-    cfg.method.name = name
+    cfg.method.name, cfg.method.shuffle_bn, cfg.train.batch_size = name, shuffle_bn, N
     if name == "supervised":  # labels 0..N-1 in the fake batch
         cfg.method.params = {**cfg.method.params, "num_classes": N}
-    model = METHODS[name](cfg)
+    model = build_method(cfg)
     assert model.name == name
+    split = [type(m).__name__.startswith("Split") for m in model.modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert split and all(split) == (shuffle_bn > 1 and name != "supervised")
     loss, logs = _step(model)
     assert torch.isfinite(loss) and "loss" in logs
     loss.backward()

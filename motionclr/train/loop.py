@@ -175,7 +175,8 @@ def train(cfg: Config, stage: Path, progress: bool = True, load_index=None,
     seed_everything(cfg.train.seed + rank)
 
     model = build_method(cfg).to(device)
-    if world > 1 and device.type == "cuda":
+    if world > 1 and device.type == "cuda" and cfg.method.shuffle_bn <= 1:
+        # synchronised statistics; with shuffle-BN each rank keeps its own (as MoCo does)
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     index = None
     if getattr(model, "needs_index", False):

@@ -37,10 +37,17 @@ def validate_method(cfg):
     and what the params imply for the model (e.g. LMCL's layer has >= 2 time steps).
     Returns the typed params; raises ValueError with one clear line."""
     cls = method_class(cfg)
+    groups = cfg.method.shuffle_bn
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"method.shuffle_bn must be an integer >= 1 (BatchNorm groups; "
+                         f"1 = off), got {groups!r}")
+    if groups > 1 and cls.uses_keys and cfg.train.batch_size < 2 * groups:
+        raise ValueError(f"method.shuffle_bn={groups} needs at least 2 clips per group: "
+                         f"train.batch_size={cfg.train.batch_size} < {2 * groups}")
     params = cls.parse_params(cfg)
     cls.check(cfg, params)
     return params
 
 
 def build_method(cfg):
-    return method_class(cfg)(cfg)
+    return method_class(cfg)(cfg).finish_build()

@@ -21,6 +21,7 @@ from motionclr.train.backbones import build_backbone
 from motionclr.train.heads import ProjectionMLP, init_momentum_copy, momentum_update
 from motionclr.train.losses import same_video_mask
 from motionclr.train.methods.params import NoParams, parse_params
+from motionclr.train.shuffle_bn import shuffled, split_batchnorm
 
 
 @contextmanager
@@ -32,6 +33,15 @@ def capture(module: nn.Module):
         yield out
     finally:
         handle.remove()
+
+
+def cpu_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """A CPU generator for index draws (permutations, order targets), seeded from
+    ``generator`` so a CUDA generator still gives a reproducible step."""
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
+    return torch.Generator().manual_seed(int(seed))
 
 
 @torch.no_grad()
@@ -51,6 +61,7 @@ class BaseMethod(nn.Module):
     modalities: tuple[str, ...] = ("rgb",)
     num_views = 2
     needs_index = False  # True: the loop loads the motion index for the sampler
+    uses_keys = True     # momentum-encoded keys: shuffle-BN applies (method.shuffle_bn)
     Params: type = NoParams  # the dataclass of ``cfg.method.params`` (methods/params.py)
 
     @classmethod
@@ -76,6 +87,24 @@ class BaseMethod(nn.Module):
         self.augment = GPUAugment(AugmentCfg.from_config(cfg, train=True))
         self.eval_augment = GPUAugment(AugmentCfg.from_config(cfg, train=False))
         self._batch_ids = None
+        self._step_gen = None
+
+    def finish_build(self) -> "BaseMethod":
+        """Called once the subclass has built every module (``build_method``): with
+        ``method.shuffle_bn`` = G > 1, every BatchNorm normalises G slices of a training
+        batch apart, and keys are encoded from a shuffled batch (``key_forward``)."""
+        if self.uses_keys:
+            split_batchnorm(self, self.cfg.method.shuffle_bn)
+        return self
+
+    def key_forward(self, fn, x: torch.Tensor) -> torch.Tensor:
+        """``fn(x)`` for a key encoder: on a shuffled batch under shuffle-BN, so a key is
+        normalised with other samples than its query (shuffle_bn.py)."""
+        if self.cfg.method.shuffle_bn <= 1:
+            return fn(x)
+        if self._step_gen is not None and self._step_gen.device.type != "cpu":
+            self._step_gen = cpu_generator(self._step_gen)  # once per step
+        return shuffled(fn, x, self._step_gen)
 
     # ---- what the data loader must produce -------------------------------------------
     def sampler(self):
@@ -136,7 +165,8 @@ class BaseMethod(nn.Module):
 
     @torch.no_grad()
     def encode_k(self, rgb: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.momentum_projector(self.momentum_backbone(rgb)), dim=1)
+        return self.key_forward(
+            lambda x: F.normalize(self.momentum_projector(self.momentum_backbone(x)), dim=1), rgb)
 
     @torch.no_grad()
     def embed(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -172,7 +202,8 @@ class BaseMethod(nn.Module):
         # DDP wraps forward(), so the step goes through it; the batch's video ids feed
         # the queues' same-video masks.
         self._batch_ids = batch.get("index")
+        self._step_gen = generator
         try:
             return self.training_step(batch, generator)
         finally:
-            self._batch_ids = None
+            self._batch_ids = self._step_gen = None

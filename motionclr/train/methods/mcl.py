@@ -176,7 +176,8 @@ class MCL(BaseMethod):
     @torch.no_grad()
     def encode_keys(self, views: list[dict]) -> tuple[Tensor, Tensor, Tensor]:
         """Momentum inter / intra / order embeddings of V views, each (N, V, D)."""
-        h = self.momentum_backbone(torch.cat([v["rgb"] for v in views]))  # (V*N, C)
+        h = self.key_forward(self.momentum_backbone,
+                             torch.cat([v["rgb"] for v in views]))  # (V*N, C)
         n = views[0]["rgb"].shape[0]
 
         def per_view(x):

@@ -73,8 +73,8 @@ class MoDist(BaseMethod):
 
     @torch.no_grad()
     def encode_flow_k(self, flow: Tensor) -> Tensor:
-        out = self.momentum_flow_encoder(flow)
-        return F.normalize(self.momentum_flow_projector(out.pooled), dim=1)
+        return self.key_forward(lambda x: F.normalize(
+            self.momentum_flow_projector(self.momentum_flow_encoder(x).pooled), dim=1), flow)
 
     def encode_rgb_q(self, rgb: Tensor) -> tuple[Tensor, Tensor]:
         """(N, 3, T, H, W) -> (embedding (N, dim), last conv map (N, C, T', H', W')).

@@ -40,6 +40,8 @@ class Supervised(BaseMethod):
         self.projector = self.momentum_projector = nn.Identity()
         self.momentum_backbone = nn.Identity()
 
+    uses_keys = False  # no keys, so nothing for shuffle-BN to keep apart
+
     @property
     def momentum_pairs(self):
         return []

@@ -32,20 +32,11 @@ from motionclr.datasets.samplers import SegmentClips
 from motionclr.train.heads import OrderHead, ProjectionMLP, init_momentum_copy
 from motionclr.train.losses import (intra_nce, multi_positive_nce, order_loss,
                                     permute_segments, sample_order_targets, segment_nce)
-from motionclr.train.methods.base import BaseMethod
+from motionclr.train.methods.base import BaseMethod, cpu_generator
 from motionclr.train.methods.mcl import augment_views, motion_augment
 from motionclr.train.methods.params import VCLRParams
 
 TERMS = ("inter", "intra", "segment", "order")
-
-
-def cpu_generator(generator: torch.Generator | None) -> torch.Generator | None:
-    """A CPU generator for the index draws (``sample_order_targets`` draws on the CPU),
-    seeded from ``generator`` so a CUDA generator still gives a reproducible step."""
-    if generator is None or generator.device.type == "cpu":
-        return generator
-    seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
-    return torch.Generator().manual_seed(int(seed))
 
 
 class VCLR(BaseMethod):
@@ -121,7 +112,8 @@ class VCLR(BaseMethod):
         h_q = self.encode(self.backbone, x[:, :s])  # (N, S, C) online, query set
         with torch.no_grad():
             keys = torch.cat([x[:, 2 * s:], x[rows[:, None], others], x[:, s:2 * s]], dim=1)
-            h_k = self.encode(self.momentum_backbone, keys)  # (N, 3 + S, C)
+            h_k = self.key_forward(lambda z: self.momentum_backbone(z),
+                                   keys.flatten(0, 1)).view(n, keys.shape[1], -1)  # (N, 3+S, C)
             k_inter = F.normalize(self.momentum_projector(h_k[:, :3]), dim=-1)  # (N, 3, D)
             k_intra = F.normalize(self.momentum_fc_intra(h_k[:, :3]), dim=-1)
             k_seg = F.normalize(self.momentum_fc_tsn(h_k[:, 3:].mean(dim=1)), dim=-1)
