@@ -193,3 +193,17 @@ def test_data_direct_is_checked_at_once_and_on_trains_through_workers(tiny_stage
     assert "read with O_DIRECT (data.direct=on)" in res.stdout
     assert "read into the page cache" not in res.stdout  # no warming for direct reads
     assert (run / "checkpoint.pt").exists()
+
+
+def test_shuffle_bn_groups_are_checked_at_once_and_a_run_trains_with_them(tiny_stage, tmp_path):
+    """``method.shuffle_bn`` with too few clips per BN group fails before the run directory
+    exists; a valid value trains, and a resume that changes it is refused with the diff."""
+    _, run, over = _refused_before_writing(tiny_stage, tmp_path, "method.shuffle_bn=4",
+                                           "method.shuffle_bn=4", "train.batch_size=4 < 8")
+    assert not run.exists()
+    res = _cli("pretrain", *over, "method.shuffle_bn=2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (run / "checkpoint.pt").exists()
+    res = _cli("pretrain", *over, "method.shuffle_bn=1", "train.epochs=2")
+    assert res.returncode != 0 and "refusing to resume" in res.stderr
+    assert "method.shuffle_bn" in res.stderr  # the diff names the key

@@ -12,12 +12,13 @@ from motionclr.config import load_config
 from tests.conftest import tiny_overrides
 
 
-def _worker(rank: int, world: int, init_file: str, out_dir: str):
+def _worker(rank: int, world: int, init_file: str, out_dir: str, shuffle_bn: int = 1):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world)
     torch.manual_seed(0)  # same init on both ranks, as torchrun + seed_everything gives
     from motionclr.train.methods import build_method
-    cfg = load_config(None, tiny_overrides(".", ".", **{"model.backbone": "small3d"}))
+    cfg = load_config(None, tiny_overrides(".", ".", **{"model.backbone": "small3d",
+                                                       "method.shuffle_bn": shuffle_bn}))
     model = build_method(cfg)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -38,8 +39,10 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str):
     dist.destroy_process_group()
 
 
-def test_two_process_gloo_keeps_ranks_consistent(tmp_path):
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("shuffle_bn", [1, 2])  # 2: each rank splits and shuffles its own
+def test_two_process_gloo_keeps_ranks_consistent(tmp_path, shuffle_bn):
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path), shuffle_bn), nprocs=2,
+             join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert torch.equal(r0["grad"], r1["grad"])          # all-reduced gradients
     assert torch.equal(r0["params"], r1["params"])
