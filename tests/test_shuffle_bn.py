@@ -9,10 +9,11 @@ from motionclr.train.methods import build_method, validate_method
 from motionclr.train.shuffle_bn import shuffled, split_batchnorm
 
 
-def _bn_alone(x, bn):
-    """What an unsplit copy of ``bn`` gives for ``x`` in training mode."""
+def _bn_alone(x, state):
+    """An unsplit BatchNorm3d loaded with ``state``, run on ``x`` in training mode:
+    (output, the layer with its updated running statistics)."""
     ref = nn.BatchNorm3d(x.shape[1])
-    ref.load_state_dict(bn.state_dict())
+    ref.load_state_dict(state)
     return ref.train()(x), ref
 
 
@@ -29,11 +30,7 @@ def test_each_slice_is_normalised_with_its_own_statistics():
     assert isinstance(bn, nn.BatchNorm3d) and bn.groups == 2
     assert set(bn.state_dict()) == set(before)  # checkpoints load either way
     out = bn.train()(x)
-    halves = []
-    for part in (x[:4], x[4:]):
-        ref_out, ref = _bn_alone(part, nn.BatchNorm3d(3).requires_grad_(False))
-        ref.load_state_dict(before)
-        halves.append((ref.train()(part), ref))
+    halves = [_bn_alone(part, before) for part in (x[:4], x[4:])]
     torch.testing.assert_close(out, torch.cat([h[0] for h in halves]))
     # running statistics: the mean of the two slices' updates, one step counted
     torch.testing.assert_close(bn.running_mean, (halves[0][1].running_mean
@@ -42,7 +39,7 @@ def test_each_slice_is_normalised_with_its_own_statistics():
                                                 + halves[1][1].running_var) / 2)
     assert int(bn.num_batches_tracked) == 1
     # the unsplit layer would have mixed the slices: not the same output
-    assert not torch.allclose(out, _bn_alone(x, nn.BatchNorm3d(3))[0])
+    assert not torch.allclose(out, _bn_alone(x, before)[0])
     # evaluation uses the running statistics, exactly as the parent class
     bn.eval()
     ref = nn.BatchNorm3d(3)

@@ -102,8 +102,7 @@ class BaseMethod(nn.Module):
         normalised with other samples than its query (shuffle_bn.py)."""
         if self.cfg.method.shuffle_bn <= 1:
             return fn(x)
-        if self._step_gen is not None and self._step_gen.device.type != "cpu":
-            self._step_gen = cpu_generator(self._step_gen)  # once per step
+        self._step_gen = cpu_generator(self._step_gen)  # a CUDA one: derived once per step
         return shuffled(fn, x, self._step_gen)
 
     # ---- what the data loader must produce -------------------------------------------

@@ -23,6 +23,7 @@ class Supervised(BaseMethod):
     name = "supervised"
     modalities = ("rgb",)
     num_views = 1
+    uses_keys = False  # no keys, so nothing for shuffle-BN to keep apart
 
     Params = SupervisedParams
 
@@ -39,8 +40,6 @@ class Supervised(BaseMethod):
         # no contrastive head or key encoder: parameters without gradients would stall DDP
         self.projector = self.momentum_projector = nn.Identity()
         self.momentum_backbone = nn.Identity()
-
-    uses_keys = False  # no keys, so nothing for shuffle-BN to keep apart
 
     @property
     def momentum_pairs(self):

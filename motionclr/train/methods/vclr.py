@@ -112,8 +112,8 @@ class VCLR(BaseMethod):
         h_q = self.encode(self.backbone, x[:, :s])  # (N, S, C) online, query set
         with torch.no_grad():
             keys = torch.cat([x[:, 2 * s:], x[rows[:, None], others], x[:, s:2 * s]], dim=1)
-            h_k = self.key_forward(lambda z: self.momentum_backbone(z),
-                                   keys.flatten(0, 1)).view(n, keys.shape[1], -1)  # (N, 3+S, C)
+            h_k = self.encode(lambda z: self.key_forward(self.momentum_backbone, z),
+                              keys)  # (N, 3 + S, C)
             k_inter = F.normalize(self.momentum_projector(h_k[:, :3]), dim=-1)  # (N, 3, D)
             k_intra = F.normalize(self.momentum_fc_intra(h_k[:, :3]), dim=-1)
             k_seg = F.normalize(self.momentum_fc_tsn(h_k[:, 3:].mean(dim=1)), dim=-1)
