@@ -45,6 +45,16 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
         assert all(0.0 <= v <= 1.0 for v in r["recall"].values())
         assert "--only-seeds 0" in r["command"] and r["cpu_seconds"] > 0
     assert runs["synthetic-objects/moco/default/s0"]["dataset"] == "synthetic-objects"
+    # every row carries a linear probe of its frozen features, chosen on train only
+    for r in runs.values():
+        lin = r["linear"]
+        assert lin["classifier"] == "bn_linear" and 0.0 <= lin["top1"] <= lin["top5"] <= 1.0
+        assert set(lin["hparams"]) == {"lr", "wd"}
+    sup = runs["synthetic-objects/supervised/default/s0"]
+    probe_file = json.loads((tmp_path / "w" / "synthetic-objects" / "supervised-default-s0"
+                             / "linear.json").read_text())
+    assert probe_file["classifiers"]["bn_linear"]["top1"] == sup["linear"]["top1"]
+    assert "never 'test'" in probe_file["protocol"]["selection"]
     assert "loss" in runs["synthetic/moco/default/s0"]["final_terms"]
     per_class = runs["synthetic-objects/moco/default/s0"]["per_class_r1"]
     assert len(per_class) == 8 and "ZoomOut" in per_class
@@ -55,9 +65,9 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     assert "kept text" in text and "<!-- bench:methods:start -->" in text
     assert "### object motion (`synthetic-objects`)" in text
     assert "| supervised (labels; reference) |" in text
-    # the headline rows (7 cells; the per-class tables have 9)
+    # the headline rows (8 cells; the per-class tables have 9)
     moco_rows = [ln for ln in text.splitlines() if ln.startswith("| moco |")
-                 and ln.count("|") == 8]
+                 and ln.count("|") == 9]
     assert len(moco_rows) == 2 and all("(1/2)" in ln for ln in moco_rows)
     assert "R@1 per query class" in text and "| method | MoveRight |" in text
     assert "| mscl | not run |" in text  # the rest of the plan is shown as missing
@@ -71,7 +81,7 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     after = (tmp_path / "w" / "synthetic" / "moco-default-s0" / "checkpoint.pt").stat()
     assert before.st_mtime_ns == after.st_mtime_ns
     obj_moco = [ln for ln in out.read_text().splitlines()
-                if ln.startswith("| moco |") and ln.count("|") == 8][1]
+                if ln.startswith("| moco |") and ln.count("|") == 9][1]
     assert obj_moco.endswith("| 0,1 |") and "±" in obj_moco  # two seeds: a spread
     # the section is rewritten from the saved results alone
     first = out.read_text()
@@ -90,12 +100,22 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     assert abs(sum(got["per_class_r1"].values()) / 8 - got["r1"]) < 1e-9
     assert runs["synthetic-objects/moco/default/s0"].get("flow_pathway", {}) == {}
     assert "| modist: flow pathway (" in out.read_text()
-    # --flow-probe recomputes it from the checkpoint for a row that lacks it
+    lin = runs["synthetic-objects/modist/default/s0"]["linear"]
+    # --backfill recomputes both probes from the checkpoint for a row that lacks them
     del runs["synthetic-objects/modist/default/s0"]["flow_pathway"]
+    del runs["synthetic-objects/modist/default/s0"]["linear"]
     path.write_text(json.dumps(saved))
-    assert main(base + ["--render-only", "--flow-probe"]) == 0
+    assert main(base + ["--render-only", "--backfill"]) == 0
     runs = next(iter(json.loads(path.read_text())["budgets"].values()))
     assert runs["synthetic-objects/modist/default/s0"]["flow_pathway"] == got
+    assert runs["synthetic-objects/modist/default/s0"]["linear"] == lin
+    # a row without the probe renders "–" in the linear column, not a made-up number
+    del runs["synthetic-objects/modist/default/s0"]["linear"]
+    path.write_text(json.dumps(saved | {"budgets": {next(iter(saved["budgets"])): runs}}))
+    assert main(base + ["--render-only"]) == 0
+    row = next(ln for ln in out.read_text().splitlines() if ln.startswith("| modist |")
+               and ln.count("|") == 9)
+    assert row.split("|")[4].strip() == "–"
 
 
 def test_plan_covers_the_ablations_and_combinations():

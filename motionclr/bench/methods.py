@@ -179,34 +179,51 @@ def run_one(cfg, progress: bool) -> dict:
             "seconds": seconds, "cpu_seconds": cpu,
             "recall": {k: rec[k] for k in KS}, "n_query": res["protocol"]["n_query"],
             "n_gallery": res["protocol"]["n_gallery"], "final_terms": _final_terms(run),
-            "per_class_r1": per_class_r1(run, cfg), **flow_probe(run, cfg)}
+            "per_class_r1": per_class_r1(run, cfg),
+            **{name: probe(run, cfg.data.dataset, cfg.train.device)
+               for name, probe in PROBES.items()}}
 
 
-def flow_probe(run: Path, cfg) -> dict:
-    """``flow_pathway``: R@1 of the run's flow encoder (``bench/pathway.py``), for methods
-    that train one; {} otherwise."""
+def flow_probe(run: Path, dataset: str, device: str) -> dict:
+    """R@1 of the run's flow encoder (``bench/pathway.py``) with its per-class R@1, for
+    methods that train one; {} otherwise."""
     from motionclr.bench.pathway import flow_pathway_recall
     from motionclr.datasets.synthetic import generator
-    got = flow_pathway_recall(run, generator(cfg.data.dataset).CLASSES, cfg.train.device)
-    return {"flow_pathway": got or {}}
+    return flow_pathway_recall(run, generator(dataset).CLASSES, device) or {}
 
 
-def backfill_flow_probe(runs: list[Run], mine: dict, work: Path, cache_path: Path,
-                        budget: str, device: str) -> dict:
-    """``flow_pathway`` for cached rows of ``runs`` that lack it, from their run
-    directories' checkpoints (rows of methods without a flow encoder get an empty mark)."""
-    from motionclr.bench.pathway import flow_pathway_recall
-    from motionclr.datasets.synthetic import generator
+def linear_probe(run: Path, dataset: str, device: str) -> dict:
+    """Top-1 of CoCLR's BN + linear probe on the run's cached retrieval features
+    (``motionclr.eval.linear``: hyperparameters chosen on a held-out part of the train
+    split, refitted on all of it, scored once on test). Retrieval ranks by whatever
+    dominates the feature; the probe asks whether the motion is linearly readable at all."""
+    from motionclr.eval.linear import run_linear
+    got = run_linear(run, device=device, knobs={"classifiers": [LINEAR]},
+                     progress=False)["classifiers"][LINEAR]
+    return {"classifier": LINEAR, "top1": got["top1"], "top5": got["top5"],
+            "hparams": got["hparams"]}
+
+
+LINEAR = "bn_linear"
+# Measurements made on a finished run's checkpoint, stored in its row under these names.
+PROBES = {"flow_pathway": flow_probe, "linear": linear_probe}
+
+
+def backfill_probes(runs: list[Run], mine: dict, work: Path, cache_path: Path,
+                    budget: str, device: str) -> dict:
+    """Each of ``PROBES`` for cached rows of ``runs`` that lack it, from their run
+    directories' checkpoints (a probe that does not apply leaves an empty mark)."""
     for r in runs:
         row = mine.get(r.key)
         run = work / r.dataset / f"{r.method}-{r.variant}-s{r.seed}"
-        if row is None or "flow_pathway" in row or not (run / "checkpoint.pt").is_file():
+        missing = [n for n in PROBES if row is not None and n not in row]
+        if not missing or not (run / "checkpoint.pt").is_file():
             continue
-        got = flow_pathway_recall(run, generator(r.dataset).CLASSES, device)
-        row = {**row, "flow_pathway": got or {}}
+        row = {**row, **{n: PROBES[n](run, r.dataset, device) for n in missing}}
         mine = save_row(cache_path, budget, r.key, row)[budget]
-        if got:
-            print(f"{r.key}: flow pathway R@1 {100 * got['r1']:.1f}", flush=True)
+        print(f"{r.key}: " + ", ".join(
+            f"{n} {100 * (row[n].get('r1', row[n].get('top1')) or 0):.1f}"
+            for n in missing if row[n]), flush=True)
     return mine
 
 
@@ -234,7 +251,9 @@ def summarise(rows: list[dict]) -> dict:
     """Mean/std of each R@k (fractions), per-seed R@1, mean seconds of a cell's rows."""
     if not rows:
         return {}
+    lin = [r["linear"]["top1"] for r in rows if r.get("linear")]
     return {"seeds": [r["seed"] for r in rows], "r1": [r["recall"][1] for r in rows],
+            "linear": (_mean_std(lin), len(lin)) if lin else None,
             "seconds": statistics.fmean(r["seconds"] for r in rows),
             "cpu_seconds": statistics.fmean(r.get("cpu_seconds", float("nan")) for r in rows),
             **{k: _mean_std([r["recall"][k] for r in rows]) for k in KS}}
@@ -253,12 +272,21 @@ def _gap(a: dict, b: dict, k: int = 1) -> str:
     return f"{100 * (a[k][0] - b[k][0]):+.1f}" if a and b else "–"
 
 
+def _linear(s: dict) -> str:
+    """The linear probe's top-1 cell; rows probed fewer than the cell's seeds say how many."""
+    if not s.get("linear"):
+        return "–"
+    ms, n = s["linear"]
+    return _pct(ms) + ("" if n == len(s["seeds"]) else f" ({n}/{len(s['seeds'])})")
+
+
 def _row(name: str, s: dict, want: int, extra: list[str]) -> str:
     if not s:
-        return f"| {name} | not run | – | " + " | ".join(["–"] * (len(extra) + 3)) + " |"
+        return f"| {name} | not run | – | – | " + " | ".join(["–"] * (len(extra) + 3)) + " |"
     seeds = ",".join(map(str, s["seeds"])) + ("" if len(s["seeds"]) == want
                                               else f" ({len(s['seeds'])}/{want})")
-    return (f"| {name} | {_pct(s[1])} | {_pct(s[5])} | " + " | ".join(extra) + " | "
+    return (f"| {name} | {_pct(s[1])} | {_pct(s[5])} | {_linear(s)} | " + " | ".join(extra)
+            + " | "
             f"{' / '.join(f'{100 * x:.1f}' for x in s['r1'])} | {s['seconds']:.0f} / "
             f"{s['cpu_seconds']:.0f} | {seeds} |")
 
@@ -281,21 +309,26 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
         f"{cfg['lr']} per 256, clips {cfg['clip']}, queue {cfg['queue']}, τ {cfg['tau']}, "
         f"key momentum {cfg['momentum']} (cosine to 1); seeds "
         f"{','.join(map(str, seeds))}. Retrieval: test videos query the train gallery, "
-        f"features centred, cosine, {cfg['num_clips']} clips per video. Cells: R@1/R@5 mean ± "
+        f"features centred, cosine, {cfg['num_clips']} clips per video. Linear top-1: "
+        "CoCLR's BN + linear probe on the same frozen features (`motionclr/eval/linear.py`; "
+        "weight decay and lr chosen on a held-out 20 % of the train split, refitted on all "
+        "of it, scored once on test): whether the motion is linearly readable even where "
+        "another cue decides the nearest neighbour. Cells: R@1/R@5 mean ± "
         "sample standard deviation over seeds (%); Δ: difference of the means in points; "
         f"`not run` or `(n/{want})`: runs not (yet) in the cache; pretrain s: wall seconds, "
         "CPU s: the process's CPU seconds (with its finished loader workers). Chance R@1 is "
         "12.5 % (8 balanced classes). The supervised row uses the labels (same backbone, "
         "clips, augmentation and epochs): the reference for what the budget can learn from "
         "RGB at all.", ""]
-    head = "| {} | R@1 (%) | R@5 (%) | {} | R@1 per seed | pretrain s / CPU s | seeds |"
+    head = ("| {} | R@1 (%) | R@5 (%) | linear top-1 (%) | {} | R@1 per seed | "
+            "pretrain s / CPU s | seeds |")
     for ds in DATASETS:
         n_q = next((r["n_query"] for k, r in cache.items() if k.startswith(ds + "/")), None)
         lines += [f"### {DATASET_TITLES[ds]}", "",
                   f"Command: `motionclr bench methods --tables headline --datasets {ds}"
                   f"{flags}`" + (f"; {n_q} test queries (one is {100 / n_q:.1f} points)"
                                  if n_q else ""), "",
-                  head.format("method", "ΔR@1 vs moco"), "|---|---|---|---|---|---|---|"]
+                  head.format("method", "ΔR@1 vs moco"), "|---|---|---|---|---|---|---|---|"]
         moco = _cell(table_runs("headline", [ds], ["moco"], seeds), cache)
         # plus any other method run on this dataset with its default config (combos)
         cached = [r["method"] for k, r in cache.items()
@@ -312,7 +345,7 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
         lines += [f"### {method.upper()} ablation, object motion", "",
                   f"Command: `motionclr bench methods --tables {method}{flags}`", "",
                   head.format("switched off", "ΔR@1 vs default | ΔR@1 vs moco"),
-                  "|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|"]
         for v, (what, _) in variants.items():
             s = _cell([r for r in runs if r.variant == v], cache)
             lines.append(_row(what, s, want, ["–" if v == FULL else _gap(s, full),
@@ -321,7 +354,7 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
     lines += ["### Combinations against their parts, object motion", "",
               f"Command: `motionclr bench methods --tables combos{flags}`", "",
               head.format("method", "ΔR@1 vs best part | ΔR@1 vs moco"),
-              "|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|"]
     combo_runs = table_runs("combos", [], [], seeds)
     cells = {m: _cell([r for r in combo_runs if r.method == m], cache)
              for m in dict.fromkeys(r.method for r in combo_runs)}
@@ -394,9 +427,9 @@ def parse(argv):
                     help="retrain selected runs even when cached (e.g. after a method change)")
     ap.add_argument("--list", action="store_true", help="print the selected runs and stop")
     ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--flow-probe", action="store_true",
-                    help="add the flow pathway's R@1 to cached runs that lack it (from their "
-                         "checkpoints), then render")
+    ap.add_argument("--backfill", "--flow-probe", dest="backfill", action="store_true",
+                    help="add the flow pathway's R@1 and the linear probe to cached runs "
+                         "that lack them (from their checkpoints), then render")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite the section from <workdir>/results.json (no training)")
     return ap.parse_args(argv)
@@ -533,8 +566,8 @@ def main(argv: list[str] | None = None) -> int:
             mine = save_row(cache_path, budget["key"], r.key, row)[budget["key"]]
             print(f"{r.key}: R@1 {100 * row['recall'][1]:.1f} R@5 {100 * row['recall'][5]:.1f}"
                   f" ({row['seconds']:.0f}s, {row['cpu_seconds']:.0f} CPU s)", flush=True)
-    if args.flow_probe:
-        mine = backfill_flow_probe(runs, mine, work, cache_path, budget["key"], args.device)
+    if args.backfill:
+        mine = backfill_probes(runs, mine, work, cache_path, budget["key"], args.device)
     if not mine:
         raise UserError(f"no cached runs of this budget in {cache_path}")
     body = render(mine, budget, seeds, headline)
