@@ -100,14 +100,24 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     assert abs(sum(got["per_class_r1"].values()) / 8 - got["r1"]) < 1e-9
     assert runs["synthetic-objects/moco/default/s0"].get("flow_pathway", {}) == {}
     assert "| modist: flow pathway (" in out.read_text()
+    # and how its RGB embedding matches its own flow against the same flow reversed
+    align = runs["synthetic-objects/modist/default/s0"]["cross_modal"]
+    assert align["n_clips"] == 8 * 2  # 8 test videos x eval.num_clips (tiny budget: 2)
+    assert -1.0 <= align["cos_reversed"] <= 1.0 and -1.0 <= align["cos_own"] <= 1.0
+    assert 0.0 <= align["own_beats_reversed"] <= 1.0
+    assert runs["synthetic-objects/moco/default/s0"]["cross_modal"] == {}
+    rows = [ln for ln in out.read_text().splitlines() if ln.startswith("| modist | default |")]
+    assert len(rows) == 1 and rows[0].endswith(f"| {100 * align['own_beats_reversed']:.0f} |")
     lin = runs["synthetic-objects/modist/default/s0"]["linear"]
     # --backfill recomputes both probes from the checkpoint for a row that lacks them
     del runs["synthetic-objects/modist/default/s0"]["flow_pathway"]
     del runs["synthetic-objects/modist/default/s0"]["linear"]
+    del runs["synthetic-objects/modist/default/s0"]["cross_modal"]
     path.write_text(json.dumps(saved))
     assert main(base + ["--render-only", "--backfill"]) == 0
     runs = next(iter(json.loads(path.read_text())["budgets"].values()))
     assert runs["synthetic-objects/modist/default/s0"]["flow_pathway"] == got
+    assert runs["synthetic-objects/modist/default/s0"]["cross_modal"] == align
     assert runs["synthetic-objects/modist/default/s0"]["linear"] == lin
     # a row without the probe renders "–" in the linear column, not a made-up number
     del runs["synthetic-objects/modist/default/s0"]["linear"]
