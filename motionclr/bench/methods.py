@@ -460,8 +460,9 @@ def parse(argv):
     ap.add_argument("--list", action="store_true", help="print the selected runs and stop")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--backfill", "--flow-probe", dest="backfill", action="store_true",
-                    help="add the flow pathway's R@1 and the linear probe to cached runs "
-                         "that lack them (from their checkpoints), then render")
+                    help="add the probes (flow pathway R@1, linear probe, cross-modal "
+                         "alignment) to cached runs that lack them (from their "
+                         "checkpoints), then render")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite the section from <workdir>/results.json (no training)")
     return ap.parse_args(argv)

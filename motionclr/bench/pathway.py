@@ -64,8 +64,7 @@ def cross_modal_alignment(run: str | Path, device: str = "cpu") -> dict | None:
     cfg, model, meta = load_run(run, device=device)
     if not (hasattr(model, "encode_rgb_q") and hasattr(model, "encode_flow_q")):
         return None
-    model.eval()
-    own, rev = [], []
+    own, rev = [], []  # load_run returns the model in eval mode
     for x, _ in _test_clips(model, meta["stage"], "test", cfg, meta["device"], ("rgb", "flow")):
         q = model.encode_rgb_q(x["rgb"])[0]
         for out, f in ((own, x["flow"]), (rev, -x["flow"])):
