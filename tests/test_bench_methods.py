@@ -15,8 +15,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 @pytest.fixture(scope="module")
 def tiny_objects_root(tmp_path_factory):
-    """16 object-motion videos (8 classes x 2 groups, group 1 = test), 12 frames of 64x48."""
-    return synthetic_objects.generate(tmp_path_factory.mktemp("obj"), groups=2, clips=1,
+    """24 object-motion videos (8 classes x 3 groups, group 1 = test; two train groups for
+    the validation score), 12 frames of 64x48."""
+    return synthetic_objects.generate(tmp_path_factory.mktemp("obj"), groups=3, clips=1,
                                       n_frames=12, size=(64, 48), seed=0)
 
 
@@ -40,8 +41,9 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     assert sorted(runs) == ["synthetic-objects/moco/default/s0",
                             "synthetic-objects/supervised/default/s0",
                             "synthetic/moco/default/s0", "synthetic/supervised/default/s0"]
-    for r in runs.values():
-        assert r["n_query"] == 8 and r["n_gallery"] == 8 and r["seed"] == 0
+    for k, r in runs.items():
+        assert r["n_query"] == 8 and r["seed"] == 0
+        assert r["n_gallery"] == (16 if k.startswith("synthetic-objects/") else 8)
         assert all(0.0 <= v <= 1.0 for v in r["recall"].values())
         assert "--only-seeds 0" in r["command"] and r["cpu_seconds"] > 0
     assert runs["synthetic-objects/moco/default/s0"]["dataset"] == "synthetic-objects"
@@ -100,6 +102,11 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     assert abs(sum(got["per_class_r1"].values()) / 8 - got["r1"]) < 1e-9
     assert runs["synthetic-objects/moco/default/s0"].get("flow_pathway", {}) == {}
     assert "| modist: flow pathway (" in out.read_text()
+    # the validation score: each of the 2 train groups queries the other (16 queries); the
+    # camera set's tiny train split has one group, so it has none
+    val = runs["synthetic-objects/modist/default/s0"]["val"]
+    assert val["n_query"] == 16 and val["folds"] == 2 and 0.0 <= val["r1"] <= val["r5"] <= 1
+    assert runs["synthetic/moco/default/s0"]["val"] == {}
     # and how its RGB embedding matches its own flow against the same flow reversed
     align = runs["synthetic-objects/modist/default/s0"]["cross_modal"]
     assert align["n_clips"] == 8 * 2  # 8 test videos x eval.num_clips (tiny budget: 2)
@@ -113,12 +120,14 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     del runs["synthetic-objects/modist/default/s0"]["flow_pathway"]
     del runs["synthetic-objects/modist/default/s0"]["linear"]
     del runs["synthetic-objects/modist/default/s0"]["cross_modal"]
+    del runs["synthetic-objects/modist/default/s0"]["val"]
     path.write_text(json.dumps(saved))
     assert main(base + ["--render-only", "--backfill"]) == 0
     runs = next(iter(json.loads(path.read_text())["budgets"].values()))
     assert runs["synthetic-objects/modist/default/s0"]["flow_pathway"] == got
     assert runs["synthetic-objects/modist/default/s0"]["cross_modal"] == align
     assert runs["synthetic-objects/modist/default/s0"]["linear"] == lin
+    assert runs["synthetic-objects/modist/default/s0"]["val"] == val
     # a row without the probe renders "–" in the linear column, not a made-up number
     del runs["synthetic-objects/modist/default/s0"]["linear"]
     path.write_text(json.dumps(saved | {"budgets": {next(iter(saved["budgets"])): runs}}))
@@ -170,3 +179,45 @@ def test_rows_from_pieces_run_side_by_side_are_merged(tmp_path):
     assert sorted(cache["budget"]) == ["synthetic-objects/mcl/no-mal/s1",
                                        "synthetic/moco/default/s0"]
     assert cache["budget"]["synthetic/moco/default/s0"]["recall"] == {1: 0.25, 5: 0.5}
+
+
+def _row(val_r1: float, test_r1: float, seed: int) -> dict:
+    return {"recall": {1: test_r1, 5: test_r1}, "seed": seed, "seconds": 1.0,
+            "val": {"r1": val_r1, "r5": val_r1, "n_query": 128, "folds": 4}}
+
+
+def test_loss_rgb_is_chosen_by_the_validation_score_never_the_test_score():
+    cells = {bm.FULL: [_row(0.30, 0.90, 0), _row(0.30, 0.90, 1)],   # best on test
+             "rgb-0.25": [_row(0.60, 0.40, 0), _row(0.50, 0.40, 1)],  # best on val
+             "no-rgb": [_row(0.55, 0.80, 0), _row(0.50, 0.80, 1)]}
+    assert bm.chosen_variant(cells) == "rgb-0.25"
+    # a tie goes to the weight nearer the reference's (1)
+    cells["no-rgb"] = [_row(0.60, 0.80, 0), _row(0.50, 0.80, 1)]
+    assert bm.chosen_variant(cells) == "rgb-0.25"
+    # no choice among part of the grid: a missing run or a missing score
+    assert bm.chosen_variant({**cells, "no-rgb": []}) is None
+    assert bm.chosen_variant({**cells, "no-rgb": [{**_row(0.9, 0.9, 0), "val": {}}]}) is None
+
+
+def test_select_table_marks_the_validation_choice_with_its_test_numbers():
+    cache = {}
+    for ds in bm.DATASETS:
+        for s in (0, 1, 2):
+            cache[f"{ds}/moco/default/s{s}"] = _row(0.10, 0.125, s)
+            for m in bm.SELECT:
+                for v, (val, test) in {bm.FULL: (0.2, 0.3), "rgb-0.25": (0.5, 0.6),
+                                       "no-rgb": (0.7, 0.5)}.items():
+                    cache[f"{ds}/{m}/{v}/s{s}"] = _row(val, test, s)
+    text = "\n".join(bm.select_table(cache, [0, 1, 2], ""))
+    for ds in bm.DATASETS:
+        for m in bm.SELECT:
+            chosen = [ln for ln in text.splitlines() if ln.startswith(f"| {ds} | **{m}** |")]
+            # no-rgb wins on val (70 %) and is reported with its own test R@1 (50 %)
+            assert chosen == [f"| {ds} | **{m}** | **0** | 70.0 ± 0.0 | 50.0 ± 0.0 | "
+                              "50.0 ± 0.0 | – | +37.5 | 0,1,2 |"]
+    # a grid point without runs leaves the method unchosen, shown as not run
+    del cache["synthetic/mscl/rgb-0.25/s0"], cache["synthetic/mscl/rgb-0.25/s1"]
+    del cache["synthetic/mscl/rgb-0.25/s2"]
+    text = "\n".join(bm.select_table(cache, [0, 1, 2], ""))
+    assert "| synthetic | mscl | 0.25 | not run |" in text
+    assert "| synthetic | **mscl** |" not in text

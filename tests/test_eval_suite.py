@@ -56,14 +56,31 @@ def test_stratified_holdout_is_deterministic_disjoint_and_per_class():
     assert np.bincount(y[val], minlength=3).tolist() == [2, 1, 0]  # a 1-video class stays
 
 
+def test_grouped_holdout_keeps_each_source_group_on_one_side():
+    # class 0: groups 8-12 x 3 clips; class 1: groups 8-9 x 2 clips; class 2: one group
+    y = np.repeat([0, 1, 2], [15, 4, 3])
+    g = np.concatenate([np.repeat(np.arange(8, 13), 3), np.repeat([8, 9], 2), [8, 8, 8]])
+    fit, val = linear.stratified_holdout(y, 0.2, seed=0, groups=g)
+    assert not set(fit) & set(val) and len(fit) + len(val) == len(y)
+    for c in (0, 1):
+        held = set(g[val][y[val] == c])
+        assert len(held) == 1 and not held & set(g[fit][y[fit] == c])  # whole groups
+    assert np.bincount(y[val], minlength=3).tolist() == [3, 2, 1]  # one-group class: videos
+    # the same number in another class is another source video: it may be kept to fit
+    assert linear.train_groups({"video_ids": ["A/v_A_g08_c01", "B/v_B_g09_c02"]}).tolist() \
+        == [8, 9]
+    assert linear.train_groups({"video_ids": ["A/v_A_g08_c01", "clip7"]}) is None
+    assert linear.train_groups({}) is None
+
+
 def test_hyperparameter_selection_sees_only_train(monkeypatch):
     train, test = _blobs(20), _blobs(10, seed=1)
     seen = []
     real = linear.select_hparams
 
-    def spy(kind, x, y, c, k):
+    def spy(kind, x, y, c, k, groups=None):
         seen.append((x.clone(), y.clone()))
-        return real(kind, x, y, c, k)
+        return real(kind, x, y, c, k, groups)
     monkeypatch.setattr(linear, "select_hparams", spy)
     knobs = {**FAST, "classifiers": ["logreg"]}
     first = linear.probe(train, test, 4, knobs)["logreg"]

@@ -29,17 +29,30 @@ GRIDS = {"bn_linear": lambda k: [{"lr": lr, "wd": wd} for lr in k["bn_lrs"] for 
          "svm": lambda k: [{"C": c} for c in k["svm_c"]]}
 
 
-def stratified_holdout(labels, frac: float = 0.2, seed: int = 0):
-    """(fit_idx, val_idx): per class, ``round(frac * n)`` videos (>= 1, and >= 1 left to fit
-    when the class has 2+) go to validation; seeded, so the split is reproducible."""
+def stratified_holdout(labels, frac: float = 0.2, seed: int = 0, groups=None):
+    """(fit_idx, val_idx): per class, ``round(frac * n)`` units (>= 1, and >= 1 left to fit
+    when the class has 2+) go to validation; seeded, so the split is reproducible.
+
+    A unit is a video, or with ``groups`` ((N,) source-group ids, e.g. UCF101's gXX) a
+    whole group of the class: sibling clips of one source video on both sides would score
+    memorisation, as a random UCF101 re-split does. A class with one group falls back to
+    videos."""
     labels = np.asarray(labels)
+    units = np.arange(len(labels)) if groups is None else np.asarray(groups)
     rng = np.random.default_rng(seed)
     fit, val = [], []
     for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_val = min(max(int(round(frac * len(idx))), 1), len(idx) - 1) if len(idx) > 1 else 0
-        val += idx[:n_val].tolist()
-        fit += idx[n_val:].tolist()
+        idx = np.flatnonzero(labels == c)
+        names = np.unique(units[idx])
+        if len(names) < 2:
+            names, mine = idx, idx
+        else:
+            mine = units[idx]
+        names = rng.permutation(names)
+        n_val = min(max(int(round(frac * len(names))), 1), len(names) - 1) if len(names) > 1 else 0
+        held = np.isin(mine, names[:n_val])
+        val += idx[held].tolist()
+        fit += idx[~held].tolist()
     return np.sort(fit), np.sort(val)
 
 
@@ -106,17 +119,18 @@ def topk_accuracy(scores, labels, ks=(1, 5)) -> dict[int, float]:
     return {k: float(hit[:, :min(k, scores.shape[1])].any(1).float().mean()) for k in ks}
 
 
-def select_hparams(kind: str, train_x, train_y, num_classes: int, knobs: dict):
+def select_hparams(kind: str, train_x, train_y, num_classes: int, knobs: dict, groups=None):
     """Best grid point by held-out top-1 on a stratified part of the TRAIN split.
 
     Args:
         kind: a key of ``GRIDS``. train_x: (N, D) float; train_y: (N,) long; the only data
             this function sees, so no test video can influence the choice.
         num_classes: C. knobs: ``DEFAULTS`` merged with the caller's.
+        groups: (N,) source groups of the train videos, held out whole (or None).
     Returns:
         (hparams, {json(hparams): held-out top-1}); ties go to the earlier grid point.
     """
-    fit_i, val_i = stratified_holdout(train_y.numpy(), knobs["holdout"], knobs["seed"])
+    fit_i, val_i = stratified_holdout(train_y.numpy(), knobs["holdout"], knobs["seed"], groups)
     scores = {}
     for hp in GRIDS[kind](knobs):
         f = fit(kind, train_x[fit_i], train_y[fit_i], num_classes, hp, knobs)
@@ -125,11 +139,21 @@ def select_hparams(kind: str, train_x, train_y, num_classes: int, knobs: dict):
     return json.loads(best), scores
 
 
+def train_groups(train: dict):
+    """(N,) source groups of the train videos when every id is UCF101-layout (``gXX``),
+    else None (videos are then held out one by one)."""
+    from motionclr.datasets.sources.ucf101 import group_number
+    ids = train.get("video_ids")
+    nums = [group_number(v) for v in ids] if ids is not None else [None]
+    return None if None in nums else np.asarray(nums)
+
+
 def probe(train: dict, test: dict, num_classes: int, knobs: dict | None = None) -> dict:
     """Select on train, refit on all of train, score test once.
 
     Args:
-        train, test: {"feats": (N, D), "labels": (N,) ints in [0, C)}.
+        train, test: {"feats": (N, D), "labels": (N,) ints in [0, C)}; train's optional
+            "video_ids" hold out whole UCF101 groups (``train_groups``).
         num_classes: C. knobs: overrides of ``DEFAULTS``.
     Returns:
         {classifier: {"top1", "top5", "hparams", "val_top1", "confusion" (C, C) int,
@@ -143,9 +167,9 @@ def probe(train: dict, test: dict, num_classes: int, knobs: dict | None = None) 
     tr_x, te_x = prep(train), prep(test)
     tr_y = torch.as_tensor(np.asarray(train["labels"]), dtype=torch.long)
     te_y = torch.as_tensor(np.asarray(test["labels"]), dtype=torch.long)
-    out = {}
+    out, groups = {}, train_groups(train)
     for kind in k["classifiers"]:
-        hp, val = select_hparams(kind, tr_x, tr_y, num_classes, k)
+        hp, val = select_hparams(kind, tr_x, tr_y, num_classes, k, groups)
         scores = fit(kind, tr_x, tr_y, num_classes, hp, k)(te_x)
         acc = topk_accuracy(scores, te_y, (1, 5))
         cm = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -200,7 +224,9 @@ def run_linear(run: str | Path, overrides: list[str] | None = None, device: str 
         r["confusion_png"] = png.name
     result = {"classifiers": res,
               "protocol": {**protocol(cfg), **k, "selection": f"stratified held-out "
-                           f"{k['holdout']:.0%} of {train!r} (seed {k['seed']}), never {test!r}",
+                           f"{k['holdout']:.0%} of {train!r} (seed {k['seed']}; "
+                           + ("whole source groups" if train_groups(tr) is not None
+                              else "videos") + f"), never {test!r}",
                            "refit": f"whole {train!r} subset", "train_subset": train,
                            "test_subset": test, "bn_linear_schedule":
                            "SGD, LR x0.1 at each milestone (fraction of epochs)",

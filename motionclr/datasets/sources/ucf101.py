@@ -79,6 +79,14 @@ def list_videos(root: str | Path, split: int = 1, check_files: bool = True) -> l
     return entries
 
 
+def group_number(video_id: str) -> int | None:
+    """The ``gXX`` of a UCF101-layout id (``<Class>/v_<Class>_gXX_cYY``), None without one.
+    The same number in two classes is two unrelated source videos; split 1's test set is
+    numbers 1-7 of every class."""
+    g = _GROUP.search(str(video_id))
+    return int(g.group(1)) if g else None
+
+
 def check_group_leakage(entries: list[VideoEntry]) -> list[str]:
     """Groups (same source video) that appear in both train and test; should be empty."""
     train = {e.group for e in entries if e.subset == "train" and e.group}

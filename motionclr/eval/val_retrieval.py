@@ -1,0 +1,63 @@
+"""Retrieval inside the train split by held-out groups: a validation score.
+
+A pretraining knob (a loss weight, say) must be chosen without the test split. UCF101's
+protocol holds out whole groups (clips cut from one source video) between train and test;
+this does the same inside train: each group number in turn queries the train videos of the
+other numbers, with the test protocol's geometry (``retrieval_protocols.neighbours``). A
+sibling clip of the query's own source video is never its neighbour, so the score measures
+what the test split measures, on labels the model may be tuned on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from motionclr.datasets.sources.ucf101 import group_number
+from motionclr.eval.retrieval_protocols import neighbours
+
+
+def group_folds(video_ids) -> np.ndarray:
+    """(N,) group numbers of UCF101-layout ids; an id without ``_gXX_`` is an error (its
+    siblings could not be kept out of its gallery)."""
+    folds = [group_number(v) for v in video_ids]
+    bad = [v for v, f in zip(video_ids, folds) if f is None]
+    if bad:
+        raise ValueError(f"{len(bad)} video id(s) have no UCF101 group (_gXX_cYY), e.g. "
+                         f"{bad[0]!r}: held-out-group retrieval needs the groups")
+    return np.asarray(folds, np.int64)
+
+
+def held_out_group_recall(feats, labels, folds, ks=(1, 5), center: bool = True) -> dict:
+    """R@k when every fold's videos query the videos of all other folds.
+
+    Args:
+        feats: (N, D) video features; labels: (N,) class ids; folds: (N,) fold ids.
+        ks: the k of each R@k. center: per-set centring, as the test protocol.
+    Returns:
+        {"recall": {k: fraction of all N queries with a same-class video among their top
+        k}, "n_query": N, "folds": number of folds}. Fewer than 2 folds is an error.
+    """
+    feats, labels, folds = np.asarray(feats), np.asarray(labels), np.asarray(folds)
+    names = np.unique(folds)
+    if len(names) < 2:
+        raise ValueError(f"held-out-group retrieval needs >= 2 groups in the split, got "
+                         f"{names.tolist()}")
+    hits = {k: 0 for k in ks}
+    for f in names:
+        q, g = folds == f, folds != f
+        idx, _ = neighbours(feats[q], feats[g], k=max(ks), center=center)
+        same = labels[g][idx] == labels[q][:, None]
+        for k in ks:
+            hits[k] += int(same[:, :k].any(axis=1).sum())
+    return {"recall": {k: hits[k] / len(labels) for k in ks}, "n_query": int(len(labels)),
+            "folds": int(len(names))}
+
+
+def run_val_recall(run: str | Path, device: str = "cpu", ks=(1, 5)) -> dict:
+    """``held_out_group_recall`` of a run's cached train-split (gallery) features."""
+    from motionclr.eval.features import run_features
+    rf = run_features(run, None, device, False)
+    tr = rf.gallery
+    return held_out_group_recall(tr["feats"], tr["labels"], group_folds(tr["video_ids"]), ks,
+                                 center=rf.cfg.eval.center)
