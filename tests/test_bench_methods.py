@@ -8,6 +8,7 @@ import pytest
 from motionclr.bench import methods as bm
 from motionclr.bench.methods import main
 from motionclr.datasets import synthetic_objects
+from motionclr.errors import UserError
 from tests.conftest import tiny_overrides
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -135,6 +136,16 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     row = next(ln for ln in out.read_text().splitlines() if ln.startswith("| modist |")
                and ln.count("|") == 9)
     assert row.split("|")[4].strip() == "–"
+    # --reprobe recomputes a probe a row already has (its protocol changed), only that one
+    runs["synthetic-objects/modist/default/s0"]["linear"] = {**lin, "top1": 2.0}
+    runs["synthetic-objects/modist/default/s0"]["val"] = {**val, "r1": 2.0}
+    path.write_text(json.dumps(saved | {"budgets": {next(iter(saved["budgets"])): runs}}))
+    assert main(base + ["--render-only", "--reprobe", "linear"]) == 0
+    runs = next(iter(json.loads(path.read_text())["budgets"].values()))
+    assert runs["synthetic-objects/modist/default/s0"]["linear"] == lin
+    assert runs["synthetic-objects/modist/default/s0"]["val"]["r1"] == 2.0
+    with pytest.raises(UserError, match="unknown probe"):
+        main(base + ["--render-only", "--reprobe", "lineer"])
 
 
 def test_plan_covers_the_ablations_and_combinations():
@@ -146,7 +157,10 @@ def test_plan_covers_the_ablations_and_combinations():
     for method, terms in (("mcl", ["loss_inter", "loss_intra", "loss_order", "loss_mal"]),
                           ("vclr", ["loss_inter", "loss_intra", "loss_segment", "loss_order"])):
         mine = [r for r in runs if r.method == method and r.variant != bm.FULL]
-        assert {r.dataset for r in mine} == {"synthetic-objects"}
+        # the ablations are on object motion; only the select table's weights on both
+        grid = set(bm.SELECT.get(method, (None, {}))[1])
+        assert {r.dataset for r in mine if r.variant not in grid} == {"synthetic-objects"}
+        assert {r.variant for r in mine if r.dataset == "synthetic"} <= grid
         offs = {o for r in mine for o in r.overrides}
         assert {f"method.terms.{t}=0" for t in terms} <= offs
     assert {r.method for r in runs} >= {"modist+mcl", "mscl+mcl"}
@@ -186,17 +200,36 @@ def _row(val_r1: float, test_r1: float, seed: int) -> dict:
             "val": {"r1": val_r1, "r5": val_r1, "n_query": 128, "folds": 4}}
 
 
-def test_loss_rgb_is_chosen_by_the_validation_score_never_the_test_score():
+def test_the_weight_is_chosen_by_the_validation_score_never_the_test_score():
+    grid = bm.SELECT["modist"][1]
     cells = {bm.FULL: [_row(0.30, 0.90, 0), _row(0.30, 0.90, 1)],   # best on test
              "rgb-0.25": [_row(0.60, 0.40, 0), _row(0.50, 0.40, 1)],  # best on val
              "no-rgb": [_row(0.55, 0.80, 0), _row(0.50, 0.80, 1)]}
-    assert bm.chosen_variant(cells) == "rgb-0.25"
+    assert bm.chosen_variant(cells, grid) == "rgb-0.25"
     # a tie goes to the weight nearer the reference's (1)
     cells["no-rgb"] = [_row(0.60, 0.80, 0), _row(0.50, 0.80, 1)]
-    assert bm.chosen_variant(cells) == "rgb-0.25"
+    assert bm.chosen_variant(cells, grid) == "rgb-0.25"
     # no choice among part of the grid: a missing run or a missing score
-    assert bm.chosen_variant({**cells, "no-rgb": []}) is None
-    assert bm.chosen_variant({**cells, "no-rgb": [{**_row(0.9, 0.9, 0), "val": {}}]}) is None
+    assert bm.chosen_variant({**cells, "no-rgb": []}, grid) is None
+    assert bm.chosen_variant({**cells, "no-rgb": [{**_row(0.9, 0.9, 0), "val": {}}]},
+                             grid) is None
+
+
+def test_select_runs_set_each_methods_instance_term():
+    runs = bm.table_runs("select", bm.DATASETS, [], [0])
+    over = {(r.dataset, r.method, r.variant): r.overrides for r in runs}
+    assert len(runs) == 2 * 3 * 3
+    assert over[("synthetic", "mcl", "inter-0.25")] == ("method.terms.loss_inter=0.25",)
+    assert over[("synthetic-objects", "mscl", "no-rgb")] == ("method.terms.loss_rgb=0",)
+    assert over[("synthetic", "modist", bm.FULL)] == ()
+    # the object-motion runs the ablation tables already have are the same runs (keys)
+    abl = {r.key: r.overrides for t in ("modist", "mcl") for r in bm.table_runs(t, [], [], [0])}
+    for r in runs:
+        if r.key in abl:
+            assert abl[r.key] == r.overrides
+    for r in runs:  # every override loads onto its method's config
+        cfg = bm.method_config(r, 1, Path("x"), CONFIGS, [])
+        assert cfg.method.name == r.method
 
 
 def test_select_table_marks_the_validation_choice_with_its_test_numbers():
@@ -204,20 +237,19 @@ def test_select_table_marks_the_validation_choice_with_its_test_numbers():
     for ds in bm.DATASETS:
         for s in (0, 1, 2):
             cache[f"{ds}/moco/default/s{s}"] = _row(0.10, 0.125, s)
-            for m in bm.SELECT:
-                for v, (val, test) in {bm.FULL: (0.2, 0.3), "rgb-0.25": (0.5, 0.6),
-                                       "no-rgb": (0.7, 0.5)}.items():
+            for m, (_, grid) in bm.SELECT.items():
+                for v, (val, test) in zip(grid, [(0.2, 0.3), (0.5, 0.6), (0.7, 0.5)]):
                     cache[f"{ds}/{m}/{v}/s{s}"] = _row(val, test, s)
     text = "\n".join(bm.select_table(cache, [0, 1, 2], ""))
     for ds in bm.DATASETS:
-        for m in bm.SELECT:
+        for m, (term, _) in bm.SELECT.items():
             chosen = [ln for ln in text.splitlines() if ln.startswith(f"| {ds} | **{m}** |")]
-            # no-rgb wins on val (70 %) and is reported with its own test R@1 (50 %)
-            assert chosen == [f"| {ds} | **{m}** | **0** | 70.0 ± 0.0 | 50.0 ± 0.0 | "
+            # weight 0 wins on val (70 %) and is reported with its own test R@1 (50 %)
+            assert chosen == [f"| {ds} | **{m}** | **`{term}`=0** | 70.0 ± 0.0 | 50.0 ± 0.0 | "
                               "50.0 ± 0.0 | – | +37.5 | 0,1,2 |"]
     # a grid point without runs leaves the method unchosen, shown as not run
-    del cache["synthetic/mscl/rgb-0.25/s0"], cache["synthetic/mscl/rgb-0.25/s1"]
-    del cache["synthetic/mscl/rgb-0.25/s2"]
+    for s in (0, 1, 2):
+        del cache[f"synthetic/mscl/rgb-0.25/s{s}"]
     text = "\n".join(bm.select_table(cache, [0, 1, 2], ""))
-    assert "| synthetic | mscl | 0.25 | not run |" in text
-    assert "| synthetic | **mscl** |" not in text
+    assert "| synthetic | mscl | `loss_rgb`=0.25 | not run |" in text
+    assert "| synthetic | **mscl** |" not in text and "| synthetic | **mcl** |" in text

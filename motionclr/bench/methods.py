@@ -77,12 +77,20 @@ ABLATIONS = {
              "no-order": ("L_order (`method.terms.loss_order=0`)", ["method.terms.loss_order=0"])},
 }
 ABLATION_DATASET = "synthetic-objects"
-# The one knob the RGB-RGB evidence points at, chosen without the test split: each method's
-# `loss_rgb` weight on a grid, on both datasets, picked by retrieval among the train split's
-# own groups (``val_probe``). Variant names match ABLATIONS' where the run is the same.
-SELECT = {m: {FULL: [], "rgb-0.25": ["method.terms.loss_rgb=0.25"],
-              "no-rgb": ["method.terms.loss_rgb=0"]} for m in ("modist", "mscl")}
-SELECT_WEIGHTS = {FULL: 1.0, "rgb-0.25": 0.25, "no-rgb": 0.0}
+# The one knob the evidence points at, chosen without the test split: the weight of each
+# method's RGB instance term (MoDist/MSCL: RGB-RGB, MCL: inter-video), on a grid, on both
+# datasets, picked by retrieval among the train split's own groups (``val_probe``).
+# Variant names match ABLATIONS' where the run is the same.
+SELECT = {"modist": ("loss_rgb", {FULL: 1.0, "rgb-0.25": 0.25, "no-rgb": 0.0}),
+          "mscl": ("loss_rgb", {FULL: 1.0, "rgb-0.25": 0.25, "no-rgb": 0.0}),
+          "mcl": ("loss_inter", {FULL: 1.0, "inter-0.25": 0.25, "no-inter": 0.0})}
+
+
+def select_overrides(method: str, variant: str) -> list[str]:
+    term, grid = SELECT[method]
+    return [] if variant == FULL else [f"method.terms.{term}={grid[variant]:g}"]
+
+
 COMBOS = {"modist+mcl": ("modist", "mcl"), "mscl+mcl": ("mscl", "mcl")}
 TABLES = ("headline", "modist", "mscl", "mcl", "vclr", "combos", "select")
 
@@ -108,8 +116,8 @@ def table_runs(table: str, datasets, methods, seeds) -> list[Run]:
         return [Run(ABLATION_DATASET, table, s, v, tuple(o))
                 for v, (_, o) in ABLATIONS[table].items() for s in seeds]
     if table == "select":
-        return [Run(d, m, s, v, tuple(o)) for d in datasets for m, vs in SELECT.items()
-                for v, o in vs.items() for s in seeds]
+        return [Run(d, m, s, v, tuple(select_overrides(m, v))) for d in datasets
+                for m, (_, grid) in SELECT.items() for v in grid for s in seeds]
     if table == "combos":
         names = dict.fromkeys(m for c, parts in COMBOS.items() for m in (*parts, c))
         return [Run(ABLATION_DATASET, m, s) for m in names for s in seeds]
@@ -239,18 +247,19 @@ PROBES = {"flow_pathway": flow_probe, "linear": linear_probe, "cross_modal": ali
 
 
 def backfill_probes(runs: list[Run], mine: dict, work: Path, cache_path: Path,
-                    budget: str, device: str) -> dict:
-    """Each of ``PROBES`` for cached rows of ``runs`` that lack it, from their run
+                    budget: str, device: str, redo: tuple = ()) -> dict:
+    """Each of ``PROBES`` for cached rows of ``runs`` that lack it, and the probes named in
+    ``redo`` for every cached row (after a probe's protocol changed), from their run
     directories' checkpoints (a probe that does not apply leaves an empty mark)."""
     for r in runs:
         row = mine.get(r.key)
         run = work / r.dataset / f"{r.method}-{r.variant}-s{r.seed}"
-        missing = [n for n in PROBES if row is not None and n not in row]
+        missing = [n for n in PROBES if row is not None and (n not in row or n in redo)]
         if not missing or not (run / "checkpoint.pt").is_file():
             continue
         row = {**row, **{n: PROBES[n](run, r.dataset, device) for n in missing}}
         mine = save_row(cache_path, budget, r.key, row)[budget]
-        print(f"{r.key}: added {', '.join(n for n in missing if row[n])}", flush=True)
+        print(f"{r.key}: probed {', '.join(n for n in missing if row[n])}", flush=True)
     return mine
 
 
@@ -394,45 +403,47 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
     return "\n".join(lines)
 
 
-def chosen_variant(cells: dict[str, list[dict]]) -> str | None:
+def chosen_variant(cells: dict[str, list[dict]], weights: dict[str, float]) -> str | None:
     """The variant with the highest mean validation R@1 over its rows (every row scored);
-    a tie goes to the larger ``loss_rgb``, the one nearer the reference's weights. None
+    a tie goes to the larger weight (``weights``), the one nearer the reference's. None
     while any variant lacks a run or a score: a choice among part of the grid is no choice."""
     if not cells or not all(rows and all(r.get("val") for r in rows) for rows in cells.values()):
         return None
     return max(cells, key=lambda v: (statistics.fmean(r["val"]["r1"] for r in cells[v]),
-                                     SELECT_WEIGHTS[v]))
+                                     weights[v]))
 
 
 def select_table(cache: dict, seeds: list[int], flags: str) -> list[str]:
-    """MoDist's and MSCL's ``loss_rgb`` chosen by validation retrieval inside the train
-    split (never the test split), on both datasets; every grid point is shown."""
+    """Each ``SELECT`` method's instance-term weight chosen by validation retrieval inside
+    the train split (never the test split), on both datasets; every grid point is shown."""
     want = len(seeds)
-    out = ["### Choosing `loss_rgb` without the test split", "",
+    weights = sorted({w for _, g in SELECT.values() for w in g.values()}, reverse=True)
+    out = ["### Choosing the instance term's weight without the test split", "",
            f"Command: `motionclr bench methods --tables select{flags}`, then `--backfill` "
-           "for the validation scores. The RGB-RGB term's weight on the grid "
-           f"{', '.join(str(w) for w in SELECT_WEIGHTS.values())}, every other setting the "
+           "for the validation scores. The weight of the RGB instance term (MoDist, MSCL: "
+           "`loss_rgb`, RGB-RGB; MCL: `loss_inter`, between videos) on the grid "
+           f"{', '.join(f'{w:g}' for w in weights)}, every other setting the "
            "default. Val R@1: retrieval inside the train split, each group number in turn "
            "querying the train videos of the other groups, as the test split holds out "
            "groups (`motionclr/eval/val_retrieval.py`). Chosen (**bold**): the highest mean "
-           "val R@1 over the seeds; its test R@1 is the method's number with the knob set "
-           "this way. The `default` rows are the headline tables' runs; moco has no such "
+           "val R@1 over the seeds; its test R@1 is the method's number with the weight set "
+           "this way. The weight-1 rows are the headline tables' runs; moco has no such "
            "knob and is shown for its val R@1.", "",
-           "| dataset | method | `loss_rgb` | val R@1 (%) | test R@1 (%) | test R@5 (%) | "
+           "| dataset | method | weight | val R@1 (%) | test R@1 (%) | test R@5 (%) | "
            "linear top-1 (%) | ΔR@1 vs moco | seeds |", "|---" * 9 + "|"]
     for ds in DATASETS:
         moco_rows = [cache[r.key] for r in table_runs("headline", [ds], ["moco"], seeds)
                      if r.key in cache]
         moco = summarise(moco_rows)
         rows = [("moco", "–", moco_rows)]
-        for m, variants in SELECT.items():
+        for m, (term, grid) in SELECT.items():
             cells = {v: [cache[r.key] for r in table_runs("select", [ds], [], seeds)
                          if r.method == m and r.variant == v and r.key in cache]
-                     for v in variants}
-            best = chosen_variant(cells)
+                     for v in grid}
+            best = chosen_variant(cells, grid)
             rows += [(f"**{m}**" if v == best else m,
-                      f"**{SELECT_WEIGHTS[v]:g}**" if v == best else f"{SELECT_WEIGHTS[v]:g}",
-                      cells[v]) for v in variants]
+                      (f"**`{term}`={grid[v]:g}**" if v == best else f"`{term}`={grid[v]:g}"),
+                      cells[v]) for v in grid]
         for name, weight, got in rows:
             s = summarise(got)
             if not s:
@@ -542,6 +553,10 @@ def parse(argv):
                     help="add the probes (flow pathway R@1, linear probe, cross-modal "
                          "alignment) to cached runs that lack them (from their "
                          "checkpoints), then render")
+    ap.add_argument("--reprobe", default="", metavar="NAMES",
+                    help=f"comma-separated of {list(PROBES)}: recompute these probes for "
+                         "every selected cached run (after a probe's protocol changed), "
+                         "then render")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite the section from <workdir>/results.json (no training)")
     return ap.parse_args(argv)
@@ -631,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"unknown table/dataset {bad}; tables {list(TABLES)}, "
                          f"datasets {list(DATASETS)}")
     datasets = _csv(args.datasets)
+    redo = tuple(_csv(args.reprobe))
+    if set(redo) - set(PROBES):
+        raise UserError(f"unknown probe(s) {sorted(set(redo) - set(PROBES))}; valid: "
+                        f"{list(PROBES)}")
     chosen = _csv(args.methods)
     extra = [m for m in chosen if m not in DEFAULT_METHODS] if "headline" in tables else []
     headline = list(DEFAULT_METHODS) + extra
@@ -678,8 +697,8 @@ def main(argv: list[str] | None = None) -> int:
             mine = save_row(cache_path, budget["key"], r.key, row)[budget["key"]]
             print(f"{r.key}: R@1 {100 * row['recall'][1]:.1f} R@5 {100 * row['recall'][5]:.1f}"
                   f" ({row['seconds']:.0f}s, {row['cpu_seconds']:.0f} CPU s)", flush=True)
-    if args.backfill:
-        mine = backfill_probes(runs, mine, work, cache_path, budget["key"], args.device)
+    if args.backfill or redo:
+        mine = backfill_probes(runs, mine, work, cache_path, budget["key"], args.device, redo)
     if not mine:
         raise UserError(f"no cached runs of this budget in {cache_path}")
     body = render(mine, budget, seeds, headline)
