@@ -97,6 +97,7 @@ EVAL_PROTOCOLS = {
     "linear": "motionclr.eval.linear:run_linear",
     "finetune": "motionclr.eval.finetune:run_finetune",
     "knn": "motionclr.eval.knn:run_knn",
+    "val-retrieval": "motionclr.eval.val_retrieval:run_val_recall",
     "retrieval-figure": "motionclr.eval.retrieval_protocols:retrieval_figure",
     "report": "motionclr.eval.report:build_report",
 }

@@ -108,6 +108,15 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     val = runs["synthetic-objects/modist/default/s0"]["val"]
     assert val["n_query"] == 16 and val["folds"] == 2 and 0.0 <= val["r1"] <= val["r5"] <= 1
     assert runs["synthetic/moco/default/s0"]["val"] == {}
+    # the same score from the command line, written beside the run; one line without groups
+    from motionclr.cli import main as cli
+    obj_run = tmp_path / "w" / "synthetic-objects" / "modist-default-s0"
+    assert cli(["eval", "val-retrieval", "--run", str(obj_run), "--device", "cpu"]) == 0
+    saved_val = json.loads((obj_run / "val_retrieval.json").read_text())
+    assert saved_val["recall"]["1"] == val["r1"] and saved_val["folds"] == 2
+    assert saved_val["protocol"]["subset"] == "train"
+    assert cli(["eval", "val-retrieval", "--run", str(tmp_path / "w" / "synthetic" /
+                                                       "moco-default-s0"), "--device", "cpu"]) == 2
     # and how its RGB embedding matches its own flow against the same flow reversed
     align = runs["synthetic-objects/modist/default/s0"]["cross_modal"]
     assert align["n_clips"] == 8 * 2  # 8 test videos x eval.num_clips (tiny budget: 2)

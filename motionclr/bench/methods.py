@@ -3,14 +3,21 @@
 Runs, each pretrained from scratch with the same budget (``configs/demo.yaml``: backbone,
 width, epochs, batch, optimiser, lr, queue, temperature; ``--epochs``, ``--momentum``) and
 evaluated by retrieval (test queries the train gallery; CoCLR/MSCL protocol,
-``motionclr.eval.retrieval``), for seeds 0..``--seeds``-1. Four tables:
+``motionclr.eval.retrieval``), for seeds 0..``--seeds``-1. Tables:
 
 - ``headline``: moco, modist, mscl, vclr, mcl, supervised on both embedded datasets
   (``synthetic``: camera motion, ``synthetic-objects``: object motion);
 - ``mcl`` / ``vclr``: ablations on object motion, each loss term (``method.terms``) and
   each motion-focused sampler or crop (``method.params``) switched off in turn; ``modist``
   and ``mscl``: their RGB-RGB term switched off;
-- ``combos``: ``modist+mcl`` and ``mscl+mcl`` against their parts on object motion.
+- ``combos``: ``modist+mcl`` and ``mscl+mcl`` against their parts on object motion;
+- ``select``: the weight of MoDist's, MSCL's and MCL's RGB instance term on a grid, on
+  both datasets, chosen by retrieval among the train split's own groups (the ``val``
+  probe, ``motionclr.eval.val_retrieval``), never by the test split.
+
+Every row also carries its probes (``PROBES``): the flow pathway's retrieval, the linear
+probe, the cross-modal alignment and the validation score; ``--backfill`` adds missing
+ones to cached rows and ``--reprobe`` recomputes named ones.
 
 Every run is cached in ``<workdir>/results.json`` under its key (dataset/method/variant/
 seed) and its budget, written after each run: a rerun computes only what is missing, so the
@@ -232,7 +239,7 @@ def val_probe(run: Path, dataset: str, device: str) -> dict:
     the score a knob is chosen by; {} where the train split has fewer than 2 groups."""
     from motionclr.eval.val_retrieval import run_val_recall
     try:
-        got = run_val_recall(run, device)
+        got = run_val_recall(run, device=device, progress=False, ks=(1, 5))
     except ValueError as e:  # too few groups (tiny test sets): the probe does not apply
         print(f"{run}: no validation score ({e})", flush=True)
         return {}
@@ -347,8 +354,8 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
         f"{','.join(map(str, seeds))}. Retrieval: test videos query the train gallery, "
         f"features centred, cosine, {cfg['num_clips']} clips per video. Linear top-1: "
         "CoCLR's BN + linear probe on the same frozen features (`motionclr/eval/linear.py`; "
-        "weight decay and lr chosen on a held-out 20 % of the train split, refitted on all "
-        "of it, scored once on test): whether the motion is linearly readable even where "
+        "weight decay and lr chosen on held-out source groups, 20 % of the train split, "
+        "refitted on all of it, scored once on test): whether the motion is linearly readable even where "
         "another cue decides the nearest neighbour. Cells: R@1/R@5 mean ± "
         "sample standard deviation over seeds (%); Δ: difference of the means in points; "
         f"`not run` or `(n/{want})`: runs not (yet) in the cache; pretrain s: wall seconds, "

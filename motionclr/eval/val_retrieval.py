@@ -54,10 +54,32 @@ def held_out_group_recall(feats, labels, folds, ks=(1, 5), center: bool = True) 
             "folds": int(len(names))}
 
 
-def run_val_recall(run: str | Path, device: str = "cpu", ks=(1, 5)) -> dict:
-    """``held_out_group_recall`` of a run's cached train-split (gallery) features."""
-    from motionclr.eval.features import run_features
-    rf = run_features(run, None, device, False)
-    tr = rf.gallery
-    return held_out_group_recall(tr["feats"], tr["labels"], group_folds(tr["video_ids"]), ks,
-                                 center=rf.cfg.eval.center)
+def run_val_recall(run: str | Path, overrides: list[str] | None = None, device: str = "auto",
+                   progress: bool = True, ks=None) -> dict:
+    """``held_out_group_recall`` of ``<run>``'s cached train-split (gallery) features, at
+    ``ks`` (default ``eval.ks``); writes ``<run>/val_retrieval.json`` and returns it."""
+    import json
+
+    from motionclr.eval.features import protocol, run_features
+    from motionclr.eval.retrieval import format_table
+    from motionclr.pipeline.cache import atomic_write_text
+    run = Path(run)
+    rf = run_features(run, overrides, device, progress)
+    cfg, tr = rf.cfg, rf.gallery
+    ks = tuple(ks or cfg.eval.ks)
+    got = held_out_group_recall(tr["feats"], tr["labels"], group_folds(tr["video_ids"]), ks,
+                                center=cfg.eval.center)
+    result = {**got, "protocol": {**protocol(cfg), "center": cfg.eval.center,
+                                  "similarity": "cosine", "subset": cfg.eval.gallery,
+                                  "queries": "each group number in turn",
+                                  "gallery": "the subset's videos of the other group numbers"},
+              "dataset": cfg.data.dataset, "method": cfg.method.name,
+              "epochs": rf.meta["epochs"], "stage": str(rf.stage)}
+    atomic_write_text(run / "val_retrieval.json",
+                      json.dumps({**result, "recall": {str(k): v for k, v in
+                                                       got["recall"].items()}}, indent=1))
+    if progress:
+        print(format_table(got["recall"], f"val retrieval {cfg.data.dataset} "
+                                          f"{cfg.method.name} ({got['n_query']} "
+                                          f"{cfg.eval.gallery} videos, {got['folds']} groups)"))
+    return result
