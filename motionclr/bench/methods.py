@@ -23,9 +23,10 @@ Every run is cached in ``<workdir>/results.json`` under its key (dataset/method/
 seed) and its budget, written after each run: a rerun computes only what is missing, so the
 bench can be run in pieces (``--tables``, ``--datasets``, ``--methods``, ``--only-seeds``;
 ``--list`` shows the plan), also side by side in one workdir (rows are merged under a lock;
-the 2-core budget then no longer holds for the seconds columns). Each call rewrites docs/benchmarks.md between
-``<!-- bench:methods:start -->`` and ``<!-- bench:methods:end -->`` from all cached runs of
-the budget (missing ones marked), as does ``--render-only`` without training.
+the 2-core budget then no longer holds for the seconds columns). Each call rewrites
+docs/benchmarks.md between ``<!-- bench:methods:start -->`` and
+``<!-- bench:methods:end -->`` from all cached runs of the budget (missing ones marked), as
+does ``--render-only`` without training.
 
 Config order: datasets/<dataset>.yaml, methods/<name>.yaml, demo.yaml, the bench's own
 overrides, ``--set``, then the variant's overrides; a combined name such as ``mscl+mcl``
@@ -355,8 +356,8 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
         f"features centred, cosine, {cfg['num_clips']} clips per video. Linear top-1: "
         "CoCLR's BN + linear probe on the same frozen features (`motionclr/eval/linear.py`; "
         "weight decay and lr chosen on held-out source groups, 20 % of the train split, "
-        "refitted on all of it, scored once on test): whether the motion is linearly readable even where "
-        "another cue decides the nearest neighbour. Cells: R@1/R@5 mean ± "
+        "refitted on all of it, scored once on test): whether the motion is linearly "
+        "readable even where another cue decides the nearest neighbour. Cells: R@1/R@5 mean ± "
         "sample standard deviation over seeds (%); Δ: difference of the means in points; "
         f"`not run` or `(n/{want})`: runs not (yet) in the cache; pretrain s: wall seconds, "
         "CPU s: the process's CPU seconds (with its finished loader workers). Chance R@1 is "
