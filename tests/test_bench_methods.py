@@ -106,7 +106,8 @@ def test_bench_methods_runs_in_pieces_and_renders(tiny_stage, tiny_root, tiny_ob
     # the validation score: each of the 2 train groups queries the other (16 queries); the
     # camera set's tiny train split has one group, so it has none
     val = runs["synthetic-objects/modist/default/s0"]["val"]
-    assert val["n_query"] == 16 and val["folds"] == 2 and 0.0 <= val["r1"] <= val["r5"] <= 1
+    assert val["n_query"] == 16 and val["folds"] == 2 and val["unit"] == "group"
+    assert 0.0 <= val["r1"] <= val["r5"] <= 1
     assert runs["synthetic/moco/default/s0"]["val"] == {}
     # the same score from the command line, written beside the run; one line without groups
     from motionclr.cli import main as cli

@@ -11,8 +11,17 @@ def test_group_number_and_folds():
     assert group_number("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01") == 8
     assert group_number("v_MoveUp_g3_c2") == 3
     assert group_number("clips/video_7") is None
-    assert group_folds(["A/v_A_g08_c01", "B/v_B_g09_c03"]).tolist() == [8, 9]
-    with pytest.raises(ValueError, match="no UCF101 group"):
+    folds, unit = group_folds(["A/v_A_g08_c01", "B/v_B_g09_c03"])
+    assert folds.tolist() == [8, 9] and unit == "group"
+    # ids without groups (one is enough): videos dealt into 4 folds per class, seeded
+    ids = [f"c{c}/clip{i}" for c in range(2) for i in range(9)] + ["A/v_A_g08_c01"]
+    labels = [c for c in range(2) for _ in range(9)] + [0]
+    folds, unit = group_folds(ids, labels)
+    assert unit == "video" and folds.tolist() == group_folds(ids, labels)[0].tolist()
+    for c in (0, 1):  # balanced: 9 or 10 videos of a class over 4 folds
+        counts = np.bincount(folds[np.asarray(labels) == c], minlength=4)
+        assert counts.max() - counts.min() <= 1
+    with pytest.raises(ValueError, match="need labels"):
         group_folds(["A/v_A_g08_c01", "A/other"])
 
 

@@ -245,7 +245,7 @@ def val_probe(run: Path, dataset: str, device: str) -> dict:
         print(f"{run}: no validation score ({e})", flush=True)
         return {}
     return {"r1": got["recall"][1], "r5": got["recall"][5], "n_query": got["n_query"],
-            "folds": got["folds"]}
+            "folds": got["folds"], "unit": got["unit"]}
 
 
 LINEAR = "bn_linear"

@@ -5,7 +5,9 @@ protocol holds out whole groups (clips cut from one source video) between train 
 this does the same inside train: each group number in turn queries the train videos of the
 other numbers, with the test protocol's geometry (``retrieval_protocols.neighbours``). A
 sibling clip of the query's own source video is never its neighbour, so the score measures
-what the test split measures, on labels the model may be tuned on.
+what the test split measures, on labels the model may be tuned on. Datasets whose ids carry
+no groups (HMDB51, Kinetics, a folder) get per-class random folds of videos instead, and
+the result says so (``unit``).
 """
 from __future__ import annotations
 
@@ -17,15 +19,27 @@ from motionclr.datasets.sources.ucf101 import group_number
 from motionclr.eval.retrieval_protocols import neighbours
 
 
-def group_folds(video_ids) -> np.ndarray:
-    """(N,) group numbers of UCF101-layout ids; an id without ``_gXX_`` is an error (its
-    siblings could not be kept out of its gallery)."""
-    folds = [group_number(v) for v in video_ids]
-    bad = [v for v, f in zip(video_ids, folds) if f is None]
-    if bad:
-        raise ValueError(f"{len(bad)} video id(s) have no UCF101 group (_gXX_cYY), e.g. "
-                         f"{bad[0]!r}: held-out-group retrieval needs the groups")
-    return np.asarray(folds, np.int64)
+def group_folds(video_ids, labels=None, n_folds: int = 4,
+                seed: int = 0) -> tuple[np.ndarray, str]:
+    """((N,) fold of each video, the unit held out).
+
+    UCF101-layout ids (``v_<Class>_gXX_cYY``, every one) give their group number: the unit
+    is the source ``group``. Ids without groups (HMDB51, Kinetics, a folder) are dealt into
+    ``n_folds`` folds per class in a seeded random order (needs ``labels``): the unit is the
+    ``video``, and clips of one source video may then sit on both sides.
+    """
+    nums = [group_number(v) for v in video_ids]
+    if None not in nums:
+        return np.asarray(nums, np.int64), "group"
+    if labels is None:
+        raise ValueError("video ids without UCF101 groups need labels to be dealt into folds")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(labels), np.int64)
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        folds[idx] = np.arange(len(idx)) % n_folds
+    return folds, "video"
 
 
 def held_out_group_recall(feats, labels, folds, ks=(1, 5), center: bool = True) -> dict:
@@ -67,12 +81,14 @@ def run_val_recall(run: str | Path, overrides: list[str] | None = None, device: 
     rf = run_features(run, overrides, device, progress)
     cfg, tr = rf.cfg, rf.gallery
     ks = tuple(ks or cfg.eval.ks)
-    got = held_out_group_recall(tr["feats"], tr["labels"], group_folds(tr["video_ids"]), ks,
-                                center=cfg.eval.center)
+    folds, unit = group_folds(tr["video_ids"], tr["labels"])
+    got = {**held_out_group_recall(tr["feats"], tr["labels"], folds, ks,
+                                   center=cfg.eval.center), "unit": unit}
     result = {**got, "protocol": {**protocol(cfg), "center": cfg.eval.center,
                                   "similarity": "cosine", "subset": cfg.eval.gallery,
-                                  "queries": "each group number in turn",
-                                  "gallery": "the subset's videos of the other group numbers"},
+                                  "queries": "each fold in turn (folds: UCF101 group numbers, "
+                                             "or videos dealt per class into 4)",
+                                  "gallery": "the subset's videos of the other folds"},
               "dataset": cfg.data.dataset, "method": cfg.method.name,
               "epochs": rf.meta["epochs"], "stage": str(rf.stage)}
     atomic_write_text(run / "val_retrieval.json",
@@ -81,5 +97,6 @@ def run_val_recall(run: str | Path, overrides: list[str] | None = None, device: 
     if progress:
         print(format_table(got["recall"], f"val retrieval {cfg.data.dataset} "
                                           f"{cfg.method.name} ({got['n_query']} "
-                                          f"{cfg.eval.gallery} videos, {got['folds']} groups)"))
+                                          f"{cfg.eval.gallery} videos, {got['folds']} folds "
+                                          f"by {unit})"))
     return result
