@@ -39,7 +39,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, shuffle_bn: int
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("shuffle_bn", [1, 2])  # 2: each rank splits and shuffles its own
+@pytest.mark.parametrize("shuffle_bn", [1, 2])  # 2: split per rank, keys shuffled across
 def test_two_process_gloo_keeps_ranks_consistent(tmp_path, shuffle_bn):
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path), shuffle_bn), nprocs=2,
              join=True)
@@ -48,6 +48,44 @@ def test_two_process_gloo_keeps_ranks_consistent(tmp_path, shuffle_bn):
     assert torch.equal(r0["params"], r1["params"])
     assert torch.equal(r0["queue"], r1["queue"])        # keys gathered from both ranks
     assert r0["ptr"] == r1["ptr"] == 2 * 2 * 4          # 2 steps x 2 ranks x batch 4
+
+
+def _shuffle_worker(rank: int, world: int, init_file: str, out_dir: str):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    from motionclr.train.shuffle_bn import shuffled
+    x = (torch.arange(8.0) + 100 * rank)[:, None]  # rank 0: 0..7, rank 1: 100..107
+    seen = []
+
+    def fn(z):  # row-wise, records which clips this rank's key encoder saw
+        seen.append(z[:, 0].clone())
+        return z * 2
+    g = torch.Generator().manual_seed(100 + rank)  # each rank's own draws: rank 0's wins
+    out = shuffled(fn, x, g)
+    try:
+        shuffled(fn, x[:7 if rank == 0 else 8], g)
+        unequal = "no error"
+    except ValueError as e:
+        unequal = str(e)
+    torch.save({"out": out, "seen": seen[0], "unequal": unequal},
+               os.path.join(out_dir, f"shuffle{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_shuffled_keys_mix_the_ranks_and_come_back_in_order(tmp_path):
+    """MoCo's cross-GPU shuffle: each rank encodes a random share of all ranks' clips, and
+    every output returns to its own rank and row."""
+    mp.spawn(_shuffle_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2,
+             join=True)
+    r0, r1 = (torch.load(tmp_path / f"shuffle{r}.pt") for r in (0, 1))
+    assert torch.equal(r0["out"][:, 0], 2 * torch.arange(8.0))
+    assert torch.equal(r1["out"][:, 0], 2 * (torch.arange(8.0) + 100))
+    # together the ranks encoded every clip once, and each saw clips of the other rank
+    both = torch.cat([r0["seen"], r1["seen"]]).sort().values
+    assert torch.equal(both, torch.cat([torch.arange(8.0), torch.arange(8.0) + 100]))
+    assert (r0["seen"] >= 100).any() and (r1["seen"] < 100).any()
+    for r in (r0, r1):
+        assert "equal batches" in r["unequal"] and "[7, 8]" in r["unequal"]
 
 
 TRANSIENT = ("Address already in use", "RendezvousTimeoutError", "RendezvousConnectionError",

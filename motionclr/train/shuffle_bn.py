@@ -12,15 +12,19 @@ module normalise each of ``groups`` consecutive slices of the batch with that sl
 statistics (training mode only), and ``shuffled(fn, x, generator)`` runs a key encoder on a
 randomly permuted batch and puts the outputs back in order. So query ``i`` (slice of ``i``)
 and key ``i`` (slice of wherever the permutation sent it) see different sample sets. On
-several ranks each rank does the same with its own batch; no all-gather is needed.
+several ranks each rank splits its own batch, and the key permutation is of all ranks'
+clips together (MoCo's cross-GPU shuffle).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from motionclr.train.ranks import gather_all, world_size
 
 
 class _SplitBN:
@@ -90,14 +94,33 @@ def split_batchnorm(module: nn.Module, groups: int) -> nn.Module:
 
 def shuffled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-    """``fn(x)`` computed on a random permutation of ``x``'s rows, returned in ``x``'s
-    order: under split BN each row is normalised with a random set of other rows.
+    """``fn(x)`` computed on a random permutation of the rows, returned in ``x``'s order:
+    under split BN each row is normalised with a random set of other rows.
+
+    On several processes the permutation is of the *global* batch, as MoCo shuffles keys
+    across GPUs: every rank's rows are gathered, each rank encodes its share of one
+    permutation (rank 0's, broadcast), and the outputs go back to the ranks their inputs
+    came from. So a key's BN statistics come from clips of any rank. Ranks must hold equal
+    batches (the training sampler makes them so). Keys only: nothing here is
+    differentiable.
 
     Args:
         fn: maps (N, ...) to (N, ...) row by row (up to BN statistics).
-        x: (N, ...) batch.
+        x: (N, ...) this rank's batch.
         generator: a CPU generator for the permutation (reproducible steps), or None.
     """
-    perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
-    out = fn(x[perm])
-    return out[torch.argsort(perm)]
+    world = world_size()
+    if world == 1:
+        perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+        return fn(x[perm])[torch.argsort(perm)]
+    n, rank = x.shape[0], dist.get_rank()
+    sizes = gather_all(torch.tensor([n], device=x.device))
+    if (sizes != n).any():
+        raise ValueError(f"shuffle-BN across ranks needs equal batches, got {sizes.tolist()}")
+    everyone = gather_all(x)
+    perm = torch.randperm(world * n, generator=generator).to(x.device)
+    dist.broadcast(perm, src=0)  # one permutation on every rank
+    out = gather_all(fn(everyone[perm[rank * n:(rank + 1) * n]]))
+    restored = torch.empty_like(out)
+    restored[perm] = out
+    return restored[rank * n:(rank + 1) * n]

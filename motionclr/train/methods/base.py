@@ -10,7 +10,6 @@ import copy
 from contextlib import contextmanager
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -21,6 +20,7 @@ from motionclr.train.backbones import build_backbone
 from motionclr.train.heads import ProjectionMLP, init_momentum_copy, momentum_update
 from motionclr.train.losses import same_video_mask
 from motionclr.train.methods.params import NoParams, parse_params
+from motionclr.train.ranks import gather_all
 from motionclr.train.shuffle_bn import shuffled, split_batchnorm
 
 
@@ -42,16 +42,6 @@ def cpu_generator(generator: torch.Generator | None) -> torch.Generator | None:
         return generator
     seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
     return torch.Generator().manual_seed(int(seed))
-
-
-@torch.no_grad()
-def gather_all(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from every rank (identity without torch.distributed)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, x.contiguous())
-    return torch.cat(out)
 
 
 class BaseMethod(nn.Module):
