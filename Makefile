@@ -22,6 +22,7 @@ COMMON   := data.dataset=$(DATASET) data.root=$(DATA_ROOT) data.cache=$(CACHE) \
 MOTIONCLR := $(BIN)/motionclr
 
 .PHONY: help setup demo generate flow index pretrain eval-retrieval eval-linear eval-knn \
+        eval-val-retrieval \
         finetune retrieval-figure report bench bench-methods bench-gpu test lint clean
 
 help:
@@ -33,6 +34,7 @@ help:
 	@echo '  make eval-retrieval  video retrieval R@k of RUN'
 	@echo '  make eval-linear     linear probe (SVM / softmax) of RUN'
 	@echo '  make eval-knn        kNN classification of RUN'
+	@echo '  make eval-val-retrieval  retrieval inside the train split by held-out groups (choose knobs)'
 	@echo '  make finetune        end-to-end finetuning of RUN'
 	@echo '  make retrieval-figure  query/top-k figure of RUN'
 	@echo '  make report          one page of everything measured for RUN'
@@ -86,6 +88,9 @@ eval-linear: setup
 
 eval-knn: setup
 	$(MOTIONCLR) eval knn $(EVAL_COMMON) $(ARGS)
+
+eval-val-retrieval: setup
+	$(MOTIONCLR) eval val-retrieval $(EVAL_COMMON) $(ARGS)
 
 finetune: setup
 	$(MOTIONCLR) eval finetune $(EVAL_COMMON) $(ARGS)
