@@ -428,8 +428,9 @@ def select_table(cache: dict, seeds: list[int], flags: str) -> list[str]:
     weights = sorted({w for _, g in SELECT.values() for w in g.values()}, reverse=True)
     out = ["### Choosing the instance term's weight without the test split", "",
            f"Command: `motionclr bench methods --tables select{flags}` (`--backfill` adds the "
-           "validation score to rows cached before it existed). The weight of the RGB instance term (MoDist, MSCL: "
-           "`loss_rgb`, RGB-RGB; MCL: `loss_inter`, between videos) on the grid "
+           "validation score to rows cached before it existed). The weight of the RGB "
+           "instance term (MoDist, MSCL: `loss_rgb`, RGB-RGB; MCL: `loss_inter`, between "
+           "videos) on the grid "
            f"{', '.join(f'{w:g}' for w in weights)}, every other setting the "
            "default. Val R@1: retrieval inside the train split, each group number in turn "
            "querying the train videos of the other groups, as the test split holds out "
