@@ -295,9 +295,10 @@ def summarise(rows: list[dict]) -> dict:
     """Mean/std of each R@k (fractions), per-seed R@1, mean seconds of a cell's rows."""
     if not rows:
         return {}
-    lin = [r["linear"]["top1"] for r in rows if r.get("linear")]
+    probed = {name: [r[name][field] for r in rows if r.get(name)]
+              for name, field in (("linear", "top1"), ("val", "r1"))}
     return {"seeds": [r["seed"] for r in rows], "r1": [r["recall"][1] for r in rows],
-            "linear": (_mean_std(lin), len(lin)) if lin else None,
+            **{name: (_mean_std(xs), len(xs)) if xs else None for name, xs in probed.items()},
             "seconds": statistics.fmean(r["seconds"] for r in rows),
             "cpu_seconds": statistics.fmean(r.get("cpu_seconds", float("nan")) for r in rows),
             **{k: _mean_std([r["recall"][k] for r in rows]) for k in KS}}
@@ -316,23 +317,27 @@ def _gap(a: dict, b: dict, k: int = 1) -> str:
     return f"{100 * (a[k][0] - b[k][0]):+.1f}" if a and b else "–"
 
 
-def _linear(s: dict) -> str:
-    """The linear probe's top-1 cell; rows probed fewer than the cell's seeds say how many."""
-    if not s.get("linear"):
+def _probe_cell(s: dict, name: str = "linear") -> str:
+    """A probe's cell (``linear``: top-1, ``val``: R@1); rows probed fewer than the cell's
+    seeds say how many."""
+    if not s.get(name):
         return "–"
-    ms, n = s["linear"]
+    ms, n = s[name]
     return _pct(ms) + ("" if n == len(s["seeds"]) else f" ({n}/{len(s['seeds'])})")
+
+
+def _seeds_cell(s: dict, want: int) -> str:
+    return ",".join(map(str, s["seeds"])) + ("" if len(s["seeds"]) == want
+                                             else f" ({len(s['seeds'])}/{want})")
 
 
 def _row(name: str, s: dict, want: int, extra: list[str]) -> str:
     if not s:
         return f"| {name} | not run | – | – | " + " | ".join(["–"] * (len(extra) + 3)) + " |"
-    seeds = ",".join(map(str, s["seeds"])) + ("" if len(s["seeds"]) == want
-                                              else f" ({len(s['seeds'])}/{want})")
-    return (f"| {name} | {_pct(s[1])} | {_pct(s[5])} | {_linear(s)} | " + " | ".join(extra)
+    return (f"| {name} | {_pct(s[1])} | {_pct(s[5])} | {_probe_cell(s)} | " + " | ".join(extra)
             + " | "
             f"{' / '.join(f'{100 * x:.1f}' for x in s['r1'])} | {s['seconds']:.0f} / "
-            f"{s['cpu_seconds']:.0f} | {seeds} |")
+            f"{s['cpu_seconds']:.0f} | {_seeds_cell(s, want)} |")
 
 
 def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> str:
@@ -458,14 +463,9 @@ def select_table(cache: dict, seeds: list[int], flags: str) -> list[str]:
             if not s:
                 out.append(f"| {ds} | {name} | {weight} | not run |" + " – |" * 5)
                 continue
-            val = [r["val"]["r1"] for r in got if r.get("val")]
-            v = _pct(_mean_std(val)) + ("" if len(val) == len(got) else
-                                        f" ({len(val)}/{len(got)})") if val else "–"
-            seeds_txt = ",".join(map(str, s["seeds"])) + (
-                "" if len(s["seeds"]) == want else f" ({len(s['seeds'])}/{want})")
             gap = "–" if name == "moco" else _gap(s, moco)
-            out.append(f"| {ds} | {name} | {weight} | {v} | {_pct(s[1])} | {_pct(s[5])} | "
-                       f"{_linear(s)} | {gap} | {seeds_txt} |")
+            out.append(f"| {ds} | {name} | {weight} | {_probe_cell(s, 'val')} | {_pct(s[1])} | "
+                       f"{_pct(s[5])} | {_probe_cell(s)} | {gap} | {_seeds_cell(s, want)} |")
     return out + [""]
 
 
@@ -491,7 +491,7 @@ def alignment_table(ds: str, cache: dict) -> list[str]:
         mean = {k: statistics.fmean(r["cross_modal"][k] for r in rows)
                 for k in ("cos_own", "cos_reversed", "own_beats_reversed")}
         out.append(f"| {m} | {v} | {','.join(map(str, s['seeds']))} | {_pct(s[1])} | "
-                   f"{_linear(s)} | {mean['cos_own']:.2f} | {mean['cos_reversed']:.2f} | "
+                   f"{_probe_cell(s)} | {mean['cos_own']:.2f} | {mean['cos_reversed']:.2f} | "
                    f"{100 * mean['own_beats_reversed']:.0f} |")
     return out + [""]
 
@@ -559,9 +559,9 @@ def parse(argv):
     ap.add_argument("--list", action="store_true", help="print the selected runs and stop")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--backfill", "--flow-probe", dest="backfill", action="store_true",
-                    help="add the probes (flow pathway R@1, linear probe, cross-modal "
-                         "alignment) to cached runs that lack them (from their "
-                         "checkpoints), then render")
+                    help=f"add the probes {list(PROBES)} (flow pathway R@1, linear probe, "
+                         "cross-modal alignment, validation score) to cached runs that lack "
+                         "them (from their checkpoints), then render")
     ap.add_argument("--reprobe", default="", metavar="NAMES",
                     help=f"comma-separated of {list(PROBES)}: recompute these probes for "
                          "every selected cached run (after a probe's protocol changed), "

@@ -142,10 +142,9 @@ def select_hparams(kind: str, train_x, train_y, num_classes: int, knobs: dict, g
 def train_groups(train: dict):
     """(N,) source groups of the train videos when every id is UCF101-layout (``gXX``),
     else None (videos are then held out one by one)."""
-    from motionclr.datasets.sources.ucf101 import group_number
+    from motionclr.datasets.sources.ucf101 import group_numbers
     ids = train.get("video_ids")
-    nums = [group_number(v) for v in ids] if ids is not None else [None]
-    return None if None in nums else np.asarray(nums)
+    return None if ids is None else group_numbers(ids)
 
 
 def probe(train: dict, test: dict, num_classes: int, knobs: dict | None = None) -> dict:

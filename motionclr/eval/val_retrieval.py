@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motionclr.datasets.sources.ucf101 import group_number
+from motionclr.datasets.sources.ucf101 import group_numbers
 from motionclr.eval.retrieval_protocols import neighbours
 
 
@@ -28,9 +28,9 @@ def group_folds(video_ids, labels=None, n_folds: int = 4,
     ``n_folds`` folds per class in a seeded random order (needs ``labels``): the unit is the
     ``video``, and clips of one source video may then sit on both sides.
     """
-    nums = [group_number(v) for v in video_ids]
-    if None not in nums:
-        return np.asarray(nums, np.int64), "group"
+    nums = group_numbers(video_ids)
+    if nums is not None:
+        return nums, "group"
     if labels is None:
         raise ValueError("video ids without UCF101 groups need labels to be dealt into folds")
     labels = np.asarray(labels)

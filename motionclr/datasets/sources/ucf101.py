@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from motionclr.datasets.sources.base import VideoEntry, check_missing, resolve_inside
 
 _GROUP = re.compile(r"_g(\d+)_c\d+", re.IGNORECASE)
@@ -85,6 +87,13 @@ def group_number(video_id: str) -> int | None:
     numbers 1-7 of every class."""
     g = _GROUP.search(str(video_id))
     return int(g.group(1)) if g else None
+
+
+def group_numbers(video_ids) -> np.ndarray | None:
+    """(N,) ``group_number`` of every id, or None when any id has no group (its source
+    video is then unknown)."""
+    nums = [group_number(v) for v in video_ids]
+    return None if None in nums else np.asarray(nums, np.int64)
 
 
 def check_group_leakage(entries: list[VideoEntry]) -> list[str]:
