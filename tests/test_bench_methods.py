@@ -263,3 +263,62 @@ def test_select_table_marks_the_validation_choice_with_its_test_numbers():
     text = "\n".join(bm.select_table(cache, [0, 1, 2], ""))
     assert "| synthetic | mscl | `loss_rgb`=0.25 | not run |" in text
     assert "| synthetic | **mscl** |" not in text and "| synthetic | **mcl** |" in text
+
+
+def test_rows_trained_with_other_preset_values_are_hidden_and_retrained(
+        tiny_stage, tiny_root, tmp_path, capsys, one_torch_thread):
+    """The cache key is the command line; a preset edited since a row was trained must not
+    render that row's numbers as the new preset's."""
+    import shutil
+    cfg, _ = tiny_stage
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS, configs)
+    over = [o for o in tiny_overrides(tiny_root, cfg.data.cache)
+            if not o.startswith(("data.dataset=", "data.root="))]
+    base = ["--seeds", "1", "--epochs", "1", "--out", str(tmp_path / "bench.md"),
+            "--workdir", str(tmp_path / "w"), "--configs", str(configs), "--quiet",
+            "--root", f"synthetic={tiny_root}", "--set", *over]
+    one = base + ["--tables", "headline", "--methods", "moco", "--datasets", "synthetic"]
+    path = tmp_path / "w" / "results.json"
+
+    def saved_row():
+        (row,) = next(iter(json.loads(path.read_text())["budgets"].values())).values()
+        return row
+
+    assert main(one) == 0
+    first = saved_row()
+    assert first["settings"]["data.augment.gray_p"] == 0.0
+    assert first["settings"]["clip.stride"] == 1 and "train.run" not in first["settings"]
+    # a preset value that --set overrides is not what the run gets: still current
+    preset = configs / "datasets" / "synthetic.yaml"
+    preset.write_text(preset.read_text().replace("stride: 2", "stride: 3"))
+    capsys.readouterr()
+    assert main(one + ["--list"]) == 0
+    assert "cached  synthetic/moco/default/s0" in capsys.readouterr().out
+    # one the run does get: the row is neither rendered nor kept as done
+    preset.write_text(preset.read_text().replace("gray_p: 0.0", "gray_p: 0.5"))
+    with pytest.raises(UserError, match="no cached runs"):
+        main(base + ["--render-only"])
+    out = capsys.readouterr().out
+    assert "1 cached run(s) were trained with settings" in out
+    assert "data.augment.gray_p: 0.0 -> 0.5" in out
+    assert main(one) == 0
+    again = saved_row()
+    assert again["settings"]["data.augment.gray_p"] == 0.5
+    assert again["cpu_seconds"] != first["cpu_seconds"]  # trained again, not relabelled
+    # a row cached before rows kept their settings takes them from its own run's config,
+    # and only while that run's retrieval is the row's
+    data = json.loads(path.read_text())
+    row = next(iter(data["budgets"].values()))["synthetic/moco/default/s0"]
+    del row["settings"]
+    path.write_text(json.dumps(data))
+    assert main(base + ["--render-only"]) == 0
+    assert saved_row()["settings"] == again["settings"]
+    data = json.loads(path.read_text())
+    row = next(iter(data["budgets"].values()))["synthetic/moco/default/s0"]
+    del row["settings"]
+    row["recall"]["1"] = row["recall"]["1"] + 0.5  # the run directory is another run's
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="no cached runs"):
+        main(base + ["--render-only"])
+    assert "settings unknown" in capsys.readouterr().out

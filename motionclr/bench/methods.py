@@ -20,8 +20,10 @@ probe, the cross-modal alignment and the validation score; ``--backfill`` adds m
 ones to cached rows and ``--reprobe`` recomputes named ones.
 
 Every run is cached in ``<workdir>/results.json`` under its key (dataset/method/variant/
-seed) and its budget, written after each run: a rerun computes only what is missing, so the
-bench can be run in pieces (``--tables``, ``--datasets``, ``--methods``, ``--only-seeds``;
+seed) and its budget, written after each run with the resolved config it was trained with:
+a rerun computes only what is missing or was trained with settings the configs no longer
+give (``bench/freshness.py``; such rows are not rendered either), so the bench can be run
+in pieces (``--tables``, ``--datasets``, ``--methods``, ``--only-seeds``;
 ``--list`` shows the plan), also side by side in one workdir (rows are merged under a lock;
 the 2-core budget then no longer holds for the seconds columns). Each call rewrites
 docs/benchmarks.md between ``<!-- bench:methods:start -->`` and
@@ -48,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from motionclr.bench import write_section
+from motionclr.bench.freshness import changed, saved_settings, settings
 from motionclr.errors import UserError
 
 DATASETS = ("synthetic", "synthetic-objects")
@@ -355,7 +358,7 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
         f"date and command are in `results.json`)", "",
         f"Budget for every run: backbone {cfg['backbone']} (width {cfg['width']}), "
         f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} lr "
-        f"{cfg['lr']} per 256, clips {cfg['clip']}, queue {cfg['queue']}, τ {cfg['tau']}, "
+        f"{cfg['lr']} per 256, clips ({cfg['clip']}), queue {cfg['queue']}, τ {cfg['tau']}, "
         f"key momentum {cfg['momentum']} (cosine to 1); seeds "
         f"{','.join(map(str, seeds))}. Retrieval: test videos query the train gallery, "
         f"features centred, cosine, {cfg['num_clips']} clips per video. Linear top-1: "
@@ -364,7 +367,8 @@ def render(cache: dict, budget: dict, seeds: list[int], methods: list[str]) -> s
         "refitted on all of it, scored once on test): whether the motion is linearly "
         "readable even where another cue decides the nearest neighbour. Cells: R@1/R@5 mean ± "
         "sample standard deviation over seeds (%); Δ: difference of the means in points; "
-        f"`not run` or `(n/{want})`: runs not (yet) in the cache; pretrain s: wall seconds, "
+        f"`not run` or `(n/{want})`: runs not (yet) in the cache with the configs' current "
+        f"settings; pretrain s: wall seconds, "
         "CPU s: the process's CPU seconds (with its finished loader workers). Chance R@1 is "
         "12.5 % (8 balanced classes). The supervised row uses the labels (same backbone, "
         "clips, augmentation and epochs): the reference for what the budget can learn from "
@@ -575,8 +579,19 @@ def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def budget_of(args, cfg) -> dict:
-    """What makes runs comparable: the cache key's budget part, and what the text shows."""
+def clips_of(cfg) -> str:
+    """A dataset preset's clips and training augmentation, as the budget text shows them."""
+    from motionclr.datasets.transforms import AugmentCfg
+    a = AugmentCfg.from_config(cfg)
+    return (f"{cfg.clip.clip_len}x{cfg.clip.crop}² stride {cfg.clip.stride}, crop scale "
+            f"{a.scale[0]:g}-{a.scale[1]:g}, colour jitter p {a.jitter_p:g}, grayscale p "
+            f"{a.gray_p:g}, blur p {a.blur_p:g}")
+
+
+def budget_of(args, cfgs: dict) -> dict:
+    """What makes runs comparable: the cache key's budget part, and what the text shows
+    (``cfgs``: dataset -> its moco config; shared settings are read from the first)."""
+    cfg = next(iter(cfgs.values()))
     flags = "" if args.seeds == 3 else f" --seeds {args.seeds}"
     flags += "" if args.epochs == 80 else f" --epochs {args.epochs}"
     flags += "" if args.momentum == "0.99" else f" --momentum {args.momentum}"
@@ -588,10 +603,35 @@ def budget_of(args, cfg) -> dict:
             "config": {"backbone": cfg.model.backbone, "width": cfg.model.width,
                        "epochs": cfg.train.epochs, "batch_size": cfg.train.batch_size,
                        "optimizer": cfg.train.optimizer, "lr": cfg.train.lr,
-                       "clip": f"{cfg.clip.clip_len}x{cfg.clip.crop}² stride {cfg.clip.stride}",
+                       "clip": "; ".join(f"`{d}` {clips_of(c)}" for d, c in cfgs.items()),
                        "queue": cfg.method.queue_size, "tau": cfg.method.temperature,
                        "momentum": cfg.method.momentum, "device": cfg.train.device,
                        "num_clips": cfg.eval.num_clips}}
+
+
+def fresh_rows(rows: dict, cache_path: Path, budget: str, epochs, work: Path, configs: Path,
+               over: list[str], roots: dict) -> tuple[dict, dict]:
+    """(rows still trained with what the configs give now, {key: changed settings} of the
+    others). Rows cached before rows kept their settings get them from their run's saved
+    config, written back once so that ``results.json`` carries them."""
+    fresh, stale, filled = {}, {}, {}
+    for key, row in rows.items():
+        r = Run(row["dataset"], row["method"], int(row["seed"]), row.get("variant", FULL),
+                tuple(row.get("overrides", ())))
+        run_dir = work / r.dataset / f"{r.method}-{r.variant}-s{r.seed}"
+        now = settings(method_config(r, epochs, run_dir, configs, over, roots).to_dict())
+        old = saved_settings(row, run_dir)
+        why = changed(old, now)
+        if why:
+            stale[key] = why
+            continue
+        fresh[key] = row
+        if not row.get("settings"):
+            filled[key] = {**row, "settings": old}
+    if filled:
+        saved = save_rows(cache_path, budget, filled)[budget]
+        fresh.update({key: saved[key] for key in filled})
+    return fresh, stale
 
 
 def load_cache(path: Path) -> dict:
@@ -608,7 +648,12 @@ def load_cache(path: Path) -> dict:
 
 
 def save_row(path: Path, budget: str, key: str, row: dict) -> dict:
-    """Add one finished run to ``path`` and return the whole cache. The file is re-read
+    """Add one finished run to ``path`` and return the whole cache."""
+    return save_rows(path, budget, {key: row})
+
+
+def save_rows(path: Path, budget: str, rows: dict) -> dict:
+    """Add rows (key -> row) to ``path`` and return the whole cache. The file is re-read
     under a lock and merged, so benches running other pieces in the same workdir at the
     same time keep each other's rows."""
     import fcntl
@@ -618,7 +663,7 @@ def save_row(path: Path, budget: str, key: str, row: dict) -> dict:
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         cache = load_cache(path)
-        cache.setdefault(budget, {})[key] = row
+        cache.setdefault(budget, {}).update(rows)
         atomic_write_text(path, json.dumps({"budgets": cache}, indent=1))
     return cache
 
@@ -672,15 +717,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.momentum != "method":
         over.insert(0, f"method.momentum={float(args.momentum)}")
     work, configs = Path(args.workdir), Path(args.configs)
-    cfg0 = method_config(Run(DATASETS[0], "moco", 0), args.epochs, work / "x", configs, over,
-                         roots)
-    budget = budget_of(args, cfg0)
+    budget = budget_of(args, {d: method_config(Run(d, "moco", 0), args.epochs, work / "x",
+                                               configs, over, roots) for d in DATASETS})
     cache_path = work / "results.json"
     cache = load_cache(cache_path)
-    mine = cache.setdefault(budget["key"], {})
+    mine, stale = fresh_rows(cache.get(budget["key"], {}), cache_path, budget["key"],
+                             args.epochs, work, configs, over, roots)
     runs = [r for r in plan(tables, datasets, headline, now)
             if not chosen or r.method in chosen]
     todo = [r for r in runs if args.rerun or r.key not in mine]
+    if stale:
+        key, why = next(iter(stale.items()))
+        print(f"{len(stale)} cached run(s) were trained with settings the configs no longer "
+              f"give (not shown; retrained when selected), e.g. {key}: {'; '.join(why[:3])}",
+              flush=True)
     if args.list or not args.render_only:
         print(f"{len(runs)} run(s) selected, {len(runs) - len(todo)} cached, "
               f"{len(todo)} to train", flush=True)
@@ -699,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
                 prepare_dataset(cfg, progress=not args.quiet)
                 ready.add(r.dataset)
             row = run_one(cfg, progress=not args.quiet)
-            row.update(key=r.key, variant=r.variant, overrides=list(r.overrides),
+            row.update(settings=settings(cfg.to_dict()), key=r.key, variant=r.variant, overrides=list(r.overrides),
                        command=cmd.strip(), commit=_commit(),
                        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
             # after every run: a stopped bench resumes here
