@@ -749,8 +749,8 @@ def main(argv: list[str] | None = None) -> int:
                 prepare_dataset(cfg, progress=not args.quiet)
                 ready.add(r.dataset)
             row = run_one(cfg, progress=not args.quiet)
-            row.update(settings=settings(cfg.to_dict()), key=r.key, variant=r.variant, overrides=list(r.overrides),
-                       command=cmd.strip(), commit=_commit(),
+            row.update(settings=settings(cfg.to_dict()), key=r.key, variant=r.variant,
+                       overrides=list(r.overrides), command=cmd.strip(), commit=_commit(),
                        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
             # after every run: a stopped bench resumes here
             mine = save_row(cache_path, budget["key"], r.key, row)[budget["key"]]
