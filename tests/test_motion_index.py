@@ -123,3 +123,16 @@ def test_index_store_round_trip(tmp_path):
     assert set(got) == set(index["cls/v1"])
     assert all(np.array_equal(got[k], index["cls/v1"][k]) for k in got)
     assert got["mds_chosen"].dtype == bool
+
+
+def test_mcl_sampling_says_when_a_video_cannot_hold_two_disjoint_halves():
+    """The fallback to random (overlapping) starts switches the motion-focused halves off
+    for that video; it is MCL's own behaviour, but never silent."""
+    trip = MCLTriplet(clip_len=8, stride=4, p_motion=1.0)  # a 29-frame span
+    with pytest.warns(UserWarning, match="48-frame video cannot hold two disjoint halves"):
+        trip.starts(48, np.random.default_rng(0))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = trip.starts(58, np.random.default_rng(0))  # 2 x 29 fits: no fallback
+    assert (s[0] < 29) != (s[1] < 29)

@@ -12,6 +12,8 @@ Samplers: ``random`` and ``uniform`` (plain), ``mds`` (MSCL's motion differentia
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -139,6 +141,14 @@ class MCLTriplet:
         ordered = rng.random() < self.p_ordered
         half = n_frames // 2
         if half < self.span:  # too short for two disjoint halves: MCL's fallback
+            # said, not silent: on a set of such videos the motion-focused halves are off
+            warnings.warn(
+                f"MCL temporal sampling: a {n_frames}-frame video cannot hold two disjoint "
+                f"halves of {self.span}-frame clips (clip_len {self.clip_len}, stride "
+                f"{self.stride}); its three clips are drawn at random over the whole video, "
+                f"may overlap, and p_motion has no effect (MCL's fallback). For the "
+                f"motion-focused halves use clips of at most {n_frames // 2} frames.",
+                UserWarning, stacklevel=2)
             pool = np.arange(hi + 1)
             s = np.sort(rng.choice(pool, size=3, replace=pool.size < 3))
             return [int(s[0]), int(s[1]), int(s[2])] if ordered else \
