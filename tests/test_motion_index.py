@@ -1,5 +1,6 @@
 """Motion index: MSCL MDS scores and chosen starts, MCL maps/scores, VCLR segments."""
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -131,7 +132,6 @@ def test_mcl_sampling_says_when_a_video_cannot_hold_two_disjoint_halves():
     trip = MCLTriplet(clip_len=8, stride=4, p_motion=1.0)  # a 29-frame span
     with pytest.warns(UserWarning, match="48-frame video cannot hold two disjoint halves"):
         trip.starts(48, np.random.default_rng(0))
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         s = trip.starts(58, np.random.default_rng(0))  # 2 x 29 fits: no fallback

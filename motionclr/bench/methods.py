@@ -118,6 +118,10 @@ class Run:
     def key(self) -> str:
         return f"{self.dataset}/{self.method}/{self.variant}/s{self.seed}"
 
+    def run_dir(self, work: Path) -> Path:
+        """Where the bench trains this run under ``work``."""
+        return work / self.dataset / f"{self.method}-{self.variant}-s{self.seed}"
+
 
 def table_runs(table: str, datasets, methods, seeds) -> list[Run]:
     """The runs one table reads (runs shared between tables have the same key)."""
@@ -264,7 +268,7 @@ def backfill_probes(runs: list[Run], mine: dict, work: Path, cache_path: Path,
     directories' checkpoints (a probe that does not apply leaves an empty mark)."""
     for r in runs:
         row = mine.get(r.key)
-        run = work / r.dataset / f"{r.method}-{r.variant}-s{r.seed}"
+        run = r.run_dir(work)
         missing = [n for n in PROBES if row is not None and (n not in row or n in redo)]
         if not missing or not (run / "checkpoint.pt").is_file():
             continue
@@ -618,7 +622,7 @@ def fresh_rows(rows: dict, cache_path: Path, budget: str, epochs, work: Path, co
     for key, row in rows.items():
         r = Run(row["dataset"], row["method"], int(row["seed"]), row.get("variant", FULL),
                 tuple(row.get("overrides", ())))
-        run_dir = work / r.dataset / f"{r.method}-{r.variant}-s{r.seed}"
+        run_dir = r.run_dir(work)
         now = settings(method_config(r, epochs, run_dir, configs, over, roots).to_dict())
         old = saved_settings(row, run_dir)
         why = changed(old, now)
@@ -743,8 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = "motionclr bench methods " + " ".join(argv)
         ready: set[str] = set()
         for r in todo:
-            cfg = method_config(r, args.epochs, work / r.dataset / f"{r.method}-{r.variant}"
-                                f"-s{r.seed}", configs, over, roots)
+            cfg = method_config(r, args.epochs, r.run_dir(work), configs, over, roots)
             if r.dataset not in ready:
                 prepare_dataset(cfg, progress=not args.quiet)
                 ready.add(r.dataset)
